@@ -1,0 +1,327 @@
+"""The test Space: a small ZeroGPU-style text-to-image Gradio app.
+
+It implements testdata/gradio/SPEC.md with real Gradio (5.50.x and 6.31.x),
+so the upstream client can be tested against the real protocol. Run it as
+
+    python app.py --port 7860
+
+or, from a test that already holds a listening socket, as
+
+    python app.py --fd 3 --watch-stdin
+
+Environment: FIXTURE_STEP_SECONDS (default 0.1), FIXTURE_QUOTA_SECONDS
+(default 60), FIXTURE_PORT (used when --port is absent, default 7860).
+"""
+
+import os
+
+# The test machine has no internet: nothing may phone home at startup.
+# These must be set before gradio (and huggingface_hub) are imported.
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["GRADIO_SSR_MODE"] = "False"
+os.environ["GRADIO_MCP_SERVER"] = "False"
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import datetime  # noqa: E402
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+
+import fastapi  # noqa: E402
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+import uvicorn  # noqa: E402
+from PIL import Image  # noqa: E402
+
+STEP_SECONDS = float(os.environ.get("FIXTURE_STEP_SECONDS") or 0.1)
+QUOTA_SECONDS = int(os.environ.get("FIXTURE_QUOTA_SECONDS") or 60)
+
+PREVIEW_SIZE = 128  # /preview has no size inputs
+MAX_SIDE = 1024
+MAX_STEPS = 3600
+# Every event shares this concurrency group, so the whole app runs one job
+# at a time, like a Space with a single GPU.
+GPU_GROUP = "gpu"
+
+
+class Journal:
+    """What the app did, in order, for tests to inspect."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._entries = []
+
+    def add(self, event, endpoint, prompt, caller):
+        entry = {
+            "event": event,
+            "endpoint": endpoint,
+            "prompt": prompt,
+            "token": caller.token,
+            "session": caller.session,
+        }
+        with self._lock:
+            self._entries.append(entry)
+
+    def entries(self):
+        with self._lock:
+            return list(self._entries)
+
+    def clear(self):
+        with self._lock:
+            self._entries.clear()
+
+
+class Quota:
+    """Seconds of GPU time left per token digest ("" is the shared pool)."""
+
+    def __init__(self, seconds):
+        self._lock = threading.Lock()
+        self._seconds = seconds
+        self._left = {}
+
+    def take(self, token, steps):
+        """Takes steps seconds, or returns how many are left if too few."""
+        with self._lock:
+            left = self._left.get(token, self._seconds)
+            if steps > left:
+                return left
+            self._left[token] = left - steps
+            return None
+
+
+class Caller:
+    """Who made a request: the token digest and the Gradio session."""
+
+    def __init__(self, request):
+        raw = request.headers.get("x-ip-token") or ""
+        self.token = digest(raw)
+        self.session = request.session_hash or ""
+
+
+journal = Journal()
+quota = Quota(QUOTA_SECONDS)
+
+
+def digest(token):
+    """The first 12 hex digits of sha256(token), or "" for no token."""
+    if not token:
+        return ""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()[:12]
+
+
+def render(prompt, width, height):
+    """The image for prompt, as an RGB array of height x width x 3."""
+    h = hashlib.sha256(prompt.encode("utf-8")).digest()
+    first = np.array(list(h[0:3]), dtype=np.float64)
+    second = np.array(list(h[3:6]), dtype=np.float64)
+    a = h[6] % 7 + 1
+    b = h[7] % 7 + 1
+    xs = np.arange(width)[np.newaxis, :]
+    ys = np.arange(height)[:, np.newaxis]
+    t = ((a * xs + b * ys) % 64 / 63.0)[:, :, np.newaxis]
+    mixed = first * (1 - t) + second * t
+    # The exact value is never halfway between two integers, so the
+    # rounding rule does not matter.
+    return np.rint(mixed).astype(np.uint8)
+
+
+def whole_number(value, low, high, name):
+    """value as an int in [low, high], or ValueError."""
+    if value is None or int(value) != value or not low <= value <= high:
+        raise ValueError(f"{name} must be a whole number in {low}..{high}")
+    return int(value)
+
+
+def check_text(value):
+    """value if it is a string, or ValueError."""
+    if not isinstance(value, str):
+        raise ValueError("prompt must be a string")
+    return value
+
+
+def quota_error(steps, left):
+    wait = datetime.timedelta(seconds=(steps - left) * 10)
+    return gr.Error(
+        f"You have exceeded your free ZeroGPU quota ({steps}s requested vs. "
+        f"{left}s left). Try again in {wait}.",
+        title="ZeroGPU quota exceeded",
+    )
+
+
+def check_prompt(prompt):
+    if prompt.startswith("raise:"):
+        text = prompt[len("raise:") :]
+        raise gr.Error(f"Cannot draw <b>{text}</b>", title="Bad prompt")
+    if prompt.startswith("crash:"):
+        raise ValueError(prompt[len("crash:") :])
+
+
+async def generate(prompt, steps, width, height, request: gr.Request, progress=gr.Progress()):
+    prompt = check_text(prompt)
+    steps = whole_number(steps, 1, MAX_STEPS, "steps")
+    width = whole_number(width, 1, MAX_SIDE, "width")
+    height = whole_number(height, 1, MAX_SIDE, "height")
+    caller = Caller(request)
+    journal.add("started", "/generate", prompt, caller)
+    try:
+        left = quota.take(caller.token, steps)
+        if left is not None:
+            journal.add("quota", "/generate", prompt, caller)
+            raise quota_error(steps, left)
+        check_prompt(prompt)
+        gr.Info("Waiting for a GPU to become available", title="ZeroGPU queue")
+        gr.Success("Successfully acquired a GPU", title="ZeroGPU queue")
+        for i in range(steps):
+            progress((i, steps), unit="steps")
+            await asyncio.sleep(STEP_SECONDS)
+    except asyncio.CancelledError:
+        journal.add("cancelled", "/generate", prompt, caller)
+        raise
+    image = Image.fromarray(render(prompt, width, height))
+    info = json.dumps(
+        {"token": caller.token, "prompt": prompt, "steps": steps},
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    journal.add("completed", "/generate", prompt, caller)
+    return image, info
+
+
+async def preview(prompt, steps, request: gr.Request):
+    prompt = check_text(prompt)
+    steps = whole_number(steps, 1, MAX_STEPS, "steps")
+    caller = Caller(request)
+    journal.add("started", "/preview", prompt, caller)
+    try:
+        full = render(prompt, PREVIEW_SIZE, PREVIEW_SIZE)
+        for i in range(1, steps + 1):
+            await asyncio.sleep(STEP_SECONDS)
+            frame = full.copy()
+            frame[PREVIEW_SIZE * i // steps :] = 0
+            yield Image.fromarray(frame)
+    except (asyncio.CancelledError, GeneratorExit):
+        # CancelledError: /cancel while sleeping; GeneratorExit: Gradio
+        # closed the generator between two steps.
+        journal.add("cancelled", "/preview", prompt, caller)
+        raise
+    journal.add("completed", "/preview", prompt, caller)
+
+
+def count(state):
+    n = (state or 0) + 1
+    return n, n
+
+
+def whoami(request: gr.Request):
+    return Caller(request).token
+
+
+def build():
+    """The Gradio app of SPEC.md."""
+    with gr.Blocks(title="spacerelay test Space", analytics_enabled=False) as demo:
+        with gr.Tab("generate"):
+            prompt = gr.Textbox(label="prompt")
+            steps = gr.Number(label="steps", value=8, precision=0)
+            width = gr.Number(label="width", value=128, precision=0)
+            height = gr.Number(label="height", value=128, precision=0)
+            run = gr.Button("generate")
+            image = gr.Image(label="image", format="png", type="pil")
+            info = gr.Textbox(label="info")
+        with gr.Tab("preview"):
+            preview_prompt = gr.Textbox(label="prompt")
+            preview_steps = gr.Number(label="steps", value=4, precision=0)
+            run_preview = gr.Button("preview")
+            preview_image = gr.Image(label="image", format="png", type="pil")
+        with gr.Tab("count"):
+            state = gr.State()
+            number = gr.Number(label="count", precision=0)
+            run_count = gr.Button("count")
+        with gr.Tab("whoami"):
+            token = gr.Textbox(label="token")
+            run_whoami = gr.Button("whoami")
+
+        run.click(
+            generate,
+            [prompt, steps, width, height],
+            [image, info],
+            api_name="generate",
+            concurrency_id=GPU_GROUP,
+        )
+        run_preview.click(
+            preview,
+            [preview_prompt, preview_steps],
+            [preview_image],
+            api_name="preview",
+            concurrency_id=GPU_GROUP,
+        )
+        run_count.click(
+            count, [state], [number, state], api_name="count", concurrency_id=GPU_GROUP
+        )
+        run_whoami.click(whoami, None, [token], api_name="whoami", concurrency_id=GPU_GROUP)
+    demo.queue(default_concurrency_limit=1)
+    return demo
+
+
+def create_app():
+    """The FastAPI app: the journal routes, and the Gradio app at "/"."""
+    app = fastapi.FastAPI()
+
+    @app.get("/fixture/journal")
+    def get_journal():
+        return journal.entries()
+
+    @app.delete("/fixture/journal", status_code=204)
+    def clear_journal():
+        journal.clear()
+
+    return gr.mount_gradio_app(app, build(), path="/", show_error=False, ssr_mode=False)
+
+
+def watch_stdin():
+    """Shuts the server down when stdin closes, e.g. when the parent dies."""
+    sys.stdin.buffer.read()
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("FIXTURE_PORT") or 7860),
+        help="port to listen on at 127.0.0.1 (default: $FIXTURE_PORT or 7860)",
+    )
+    parser.add_argument(
+        "--fd",
+        type=int,
+        help="serve on this already listening socket instead of --port",
+    )
+    parser.add_argument(
+        "--watch-stdin",
+        action="store_true",
+        help="shut down when stdin reaches end of file",
+    )
+    args = parser.parse_args()
+    config = uvicorn.Config(
+        create_app(),
+        host="127.0.0.1",
+        port=args.port,
+        log_level="warning",
+        timeout_graceful_shutdown=2,
+    )
+    sockets = None
+    if args.fd is not None:
+        sockets = [socket.socket(fileno=args.fd)]
+    if args.watch_stdin:
+        threading.Thread(target=watch_stdin, daemon=True).start()
+    uvicorn.Server(config).run(sockets=sockets)
+
+
+if __name__ == "__main__":
+    main()

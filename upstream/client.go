@@ -1,0 +1,223 @@
+// Package upstream is a client for Gradio apps, Hugging Face Spaces among
+// them, over Gradio's HTTP and Server-Sent Events queue protocol.
+//
+// One Client serves every visitor: it holds the connection pool, the cookie
+// jar and the app's API description, fetched once. Each visitor gets a
+// Session of their own, with its own session_hash and headers (the
+// visitor's X-IP-Token, so that ZeroGPU bills the visitor), and one shared
+// queue/data stream for all of the visitor's jobs.
+//
+// The package knows nothing of WebSockets or browsers. It does no logging
+// and no hidden retries; every failure is an *Error with a Code.
+package upstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// Config configures a Client. Only Target is required.
+type Config struct {
+	// Target is the Gradio app: a URL such as "https://owner-name.hf.space"
+	// or "http://127.0.0.1:7860", or a Hugging Face Space id "owner/name",
+	// resolved through the Hub.
+	Target string
+
+	// HubURL is the Hugging Face Hub used to resolve a Space id.
+	// Defaults to "https://huggingface.co".
+	HubURL string
+
+	// HFToken, if set, is sent as "X-HF-Authorization: Bearer …" on every
+	// request, for private Spaces. The Spaces proxy strips it before the
+	// app sees it. It never appears in errors.
+	HFToken string
+
+	// HTTP sends every request. Nil means a client made for this job: a
+	// cookie jar (for replica affinity), pooled keep-alive connections, a
+	// 10 s connect timeout, a 30 s response-header timeout and no overall
+	// timeout, since streams live as long as their jobs.
+	HTTP *http.Client
+
+	// StreamIdleTimeout is how long a queue/data stream may stay silent
+	// before it is treated as broken. Gradio sends a heartbeat every 15 s.
+	// Zero means 45 s.
+	StreamIdleTimeout time.Duration
+
+	// CancelTimeout bounds one POST /cancel. Zero means 10 s.
+	CancelTimeout time.Duration
+
+	// MaxEventBytes bounds one Server-Sent Event. Zero means 16 MiB.
+	MaxEventBytes int
+}
+
+// Client is a Gradio client shared by all visitors. It is safe for
+// concurrent use. Make one with New.
+type Client struct {
+	// Static after New.
+	cfg    Config
+	http   *http.Client
+	space  string   // "owner/name", or "" when Target is a URL
+	base   *url.URL // the app root, when Target is a URL
+	header http.Header
+
+	discover singleflight.Group
+	mu       sync.Mutex
+	api      *API // cached after the first successful discovery
+}
+
+var spaceID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+// New returns a Client for cfg. It checks cfg but makes no request:
+// discovery happens on first use, or with API.
+func New(cfg Config) (*Client, error) {
+	c := &Client{cfg: cfg, http: cfg.HTTP}
+	switch t := strings.TrimRight(cfg.Target, "/"); {
+	case spaceID.MatchString(t):
+		c.space = t
+	case strings.HasPrefix(t, "http://") || strings.HasPrefix(t, "https://"):
+		u, err := url.Parse(t)
+		if err != nil || u.Host == "" {
+			return nil, fmt.Errorf("upstream: target %q is not a valid URL", cfg.Target)
+		}
+		u.RawQuery, u.Fragment = "", ""
+		c.base = u
+	default:
+		return nil, fmt.Errorf("upstream: target %q is neither a URL nor a Space id owner/name", cfg.Target)
+	}
+	if c.cfg.HubURL == "" {
+		c.cfg.HubURL = "https://huggingface.co"
+	}
+	c.cfg.HubURL = strings.TrimRight(c.cfg.HubURL, "/")
+	if c.cfg.StreamIdleTimeout <= 0 {
+		c.cfg.StreamIdleTimeout = 45 * time.Second
+	}
+	if c.cfg.CancelTimeout <= 0 {
+		c.cfg.CancelTimeout = 10 * time.Second
+	}
+	if c.cfg.MaxEventBytes <= 0 {
+		c.cfg.MaxEventBytes = 16 << 20
+	}
+	if c.http == nil {
+		c.http = newHTTPClient()
+	}
+	c.header = http.Header{"User-Agent": {"spacerelay"}}
+	if cfg.HFToken != "" {
+		c.header.Set("X-HF-Authorization", "Bearer "+cfg.HFToken)
+	}
+	return c, nil
+}
+
+func newHTTPClient() *http.Client {
+	jar, _ := cookiejar.New(nil) // never fails without options
+	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	return &http.Client{
+		Jar: jar,
+		Transport: &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           dialer.DialContext,
+			ForceAttemptHTTP2:     true,
+			MaxIdleConns:          1024,
+			MaxIdleConnsPerHost:   256,
+			IdleConnTimeout:       90 * time.Second,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ResponseHeaderTimeout: 30 * time.Second,
+			ExpectContinueTimeout: time.Second,
+		},
+	}
+}
+
+// request builds a request with the Client's headers plus extra.
+func (c *Client) request(ctx context.Context, method, u string, body io.Reader, extra http.Header) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return nil, fmt.Errorf("upstream: %s: %w", method, err)
+	}
+	for k, v := range c.header {
+		req.Header[k] = v
+	}
+	for k, v := range extra {
+		req.Header[k] = v
+	}
+	return req, nil
+}
+
+// do sends req and returns the response if its status is 2xx. Any other
+// status is read (a little of it) and returned as an *Error.
+func (c *Client) do(req *http.Request, op string) (*http.Response, error) {
+	resp, err := c.http.Do(req)
+	if err != nil {
+		if ctxErr := req.Context().Err(); ctxErr != nil {
+			return nil, ctxErr
+		}
+		return nil, unavailable(op, errors.Unwrap(err)) // drop url.Error's URL
+	}
+	if resp.StatusCode/100 == 2 {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	return nil, httpError(op, resp.StatusCode, resp.Header, body)
+}
+
+// getJSON GETs u and decodes its JSON body into v.
+func (c *Client) getJSON(ctx context.Context, u, op string, v any) error {
+	req, err := c.request(ctx, http.MethodGet, u, nil, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.do(req, op)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return decodeBody(resp.Body, op, v)
+}
+
+// postJSON POSTs body as JSON to u and decodes the answer into v (if not nil).
+func (c *Client) postJSON(ctx context.Context, u, op string, body any, extra http.Header, v any) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return fmt.Errorf("upstream: %s: %w", op, err)
+	}
+	req, err := c.request(ctx, http.MethodPost, u, strings.NewReader(string(b)), extra)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.do(req, op)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if v == nil {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		return nil
+	}
+	return decodeBody(resp.Body, op, v)
+}
+
+func decodeBody(r io.Reader, op string, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r, 32<<20))
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		return &Error{Code: CodeUnavailable, Message: op + ": the answer is not the JSON expected", Err: err}
+	}
+	return nil
+}
+
+// CloseIdleConnections closes the pooled connections that are not in use.
+// Sessions keep working; new requests open new connections.
+func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }

@@ -1,0 +1,82 @@
+package upstream
+
+import (
+	"bytes"
+	"encoding/json"
+)
+
+// message is one message of a queue/data stream (GRADIO.md section 2.3).
+// Fields of every kind are together; msg says which are set.
+type message struct {
+	Msg     string  `json:"msg"`
+	EventID *string `json:"event_id"`
+
+	// estimation
+	Rank      *int     `json:"rank"`
+	QueueSize *int     `json:"queue_size"`
+	RankETA   *float64 `json:"rank_eta"`
+	// process_starts
+	ETA *float64 `json:"eta"`
+	// progress
+	ProgressData []ProgressStep `json:"progress_data"`
+	// log
+	Log   *string `json:"log"`
+	Level string  `json:"level"`
+	Title *string `json:"title"` // log and process_completed
+	// process_generating, process_streaming, process_completed
+	Output  json.RawMessage `json:"output"`
+	Success bool            `json:"success"`
+	// unexpected_error
+	Message         *string `json:"message"`
+	SessionNotFound bool    `json:"session_not_found"`
+}
+
+// output is the output field of a process_* message.
+type output struct {
+	Data     []any    `json:"data"`
+	Duration *float64 `json:"duration"`
+	Error    *string  `json:"error"`
+	Title    *string  `json:"title"`
+}
+
+func decodeMessage(b []byte) (*message, error) {
+	var m message
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// decodeOutput decodes the output of a process_* message. A cancelled job's
+// synthetic completion has no data: Data is then nil.
+func (m *message) decodeOutput() (output, error) {
+	var out output
+	if len(m.Output) == 0 {
+		return out, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(m.Output))
+	dec.UseNumber()
+	err := dec.Decode(&out)
+	return out, err
+}
+
+func str(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
+
+// isCancelled reports whether m is the completion Gradio sends for a
+// cancelled job: a success without a data key.
+func (m *message) isCancelled() bool {
+	if m.Msg != "process_completed" || !m.Success {
+		return false
+	}
+	var out map[string]json.RawMessage
+	if json.Unmarshal(m.Output, &out) != nil {
+		return false
+	}
+	_, ok := out["data"]
+	return !ok
+}

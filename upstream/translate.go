@@ -1,0 +1,91 @@
+package upstream
+
+import "fmt"
+
+// translator turns one job's stream messages into Events. It keeps the
+// job's current outputs, to apply a generator's edit lists.
+type translator struct {
+	api  *API
+	ep   *Endpoint
+	prev []any // full output values of the last process_generating
+	seen bool  // a process_generating has arrived
+}
+
+// event translates m. It returns a nil Event for messages that carry
+// nothing for the caller, and an error when the job failed.
+func (t *translator) event(m *message) (Event, error) {
+	switch m.Msg {
+	case "estimation":
+		if m.Rank == nil {
+			return nil, nil
+		}
+		q := &Queued{Rank: *m.Rank, ETA: m.RankETA}
+		if m.QueueSize != nil {
+			q.QueueSize = *m.QueueSize
+		}
+		return q, nil
+	case "process_starts":
+		return &Started{ETA: m.ETA}, nil
+	case "progress":
+		return &Progress{Steps: m.ProgressData}, nil
+	case "log":
+		return &Log{Level: m.Level, Title: str(m.Title), Message: str(m.Log)}, nil
+	case "process_generating", "process_streaming":
+		return t.partial(m)
+	case "process_completed":
+		return t.completed(m)
+	}
+	return nil, nil
+}
+
+func (t *translator) partial(m *message) (Event, error) {
+	if !m.Success {
+		return nil, nil // the failure follows in process_completed
+	}
+	out, err := m.decodeOutput()
+	if err != nil {
+		return nil, broken("a partial output", err)
+	}
+	if !t.seen || !t.api.diffs || m.Msg == "process_streaming" {
+		t.seen, t.prev = true, out.Data
+		return &Partial{Data: t.ep.outputs(out.Data)}, nil
+	}
+	next := make([]any, len(out.Data))
+	for i, edits := range out.Data {
+		var old any
+		if i < len(t.prev) {
+			old = t.prev[i]
+		}
+		if next[i], err = applyEdits(old, edits); err != nil {
+			return nil, broken("a partial output's edit list", err)
+		}
+	}
+	t.prev = next
+	return &Partial{Data: t.ep.outputs(next)}, nil
+}
+
+func (t *translator) completed(m *message) (Event, error) {
+	out, err := m.decodeOutput()
+	if err != nil {
+		return nil, broken("the result", err)
+	}
+	if !m.Success {
+		title := str(out.Title)
+		if title == "" {
+			title = str(m.Title)
+		}
+		return nil, appError(title, out.Error, t.api.legacyQuoted)
+	}
+	if out.Data == nil {
+		return &Cancelled{}, nil // the synthetic completion of a cancel
+	}
+	c := &Completed{Data: t.ep.outputs(out.Data)}
+	if out.Duration != nil {
+		c.Duration = *out.Duration
+	}
+	return c, nil
+}
+
+func broken(what string, err error) *Error {
+	return &Error{Code: CodeUnavailable, Message: fmt.Sprintf("stream: %s could not be read", what), Err: err}
+}
