@@ -59,38 +59,6 @@ func AsFile(v any) (FileData, bool) {
 	return f, true
 }
 
-// ReplaceFiles returns a copy of v in which every FileData object, at any
-// depth (a gallery holds them in lists of {"image": …, "caption": …}), is
-// replaced by fn's result. The walk stops at fn's first error.
-func ReplaceFiles(v any, fn func(FileData) (any, error)) (any, error) {
-	if f, ok := AsFile(v); ok {
-		return fn(f)
-	}
-	switch x := v.(type) {
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			r, err := ReplaceFiles(e, fn)
-			if err != nil {
-				return nil, err
-			}
-			out[i] = r
-		}
-		return out, nil
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			r, err := ReplaceFiles(e, fn)
-			if err != nil {
-				return nil, err
-			}
-			out[k] = r
-		}
-		return out, nil
-	}
-	return v, nil
-}
-
 // Download is an open output file.
 type Download struct {
 	Body io.ReadCloser // at most the limit's bytes; reading more fails

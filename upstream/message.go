@@ -66,17 +66,3 @@ func str(p *string) string {
 	}
 	return *p
 }
-
-// isCancelled reports whether m is the completion Gradio sends for a
-// cancelled job: a success without a data key.
-func (m *message) isCancelled() bool {
-	if m.Msg != "process_completed" || !m.Success {
-		return false
-	}
-	var out map[string]json.RawMessage
-	if json.Unmarshal(m.Output, &out) != nil {
-		return false
-	}
-	_, ok := out["data"]
-	return !ok
-}

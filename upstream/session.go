@@ -55,7 +55,10 @@ type job struct {
 	started      bool
 	cancelWanted bool
 	cancelSent   bool
-	dormant      bool // cancelled while queued, but the upstream will run it (Gradio < 6.14)
+	// holdQueued: the upstream cannot take a queued job out of its queue
+	// (Gradio before 6.14 answers the cancel but runs the job later all
+	// the same), so a queued job is cancelled when it starts.
+	holdQueued bool
 }
 
 // NewSession starts a visitor's session. header holds the visitor's
@@ -137,7 +140,7 @@ func (s *Session) submit(ctx context.Context, api *API, ep *Endpoint, data []any
 		return nil, ErrClosed
 	}
 	j := &job{id: id, fn: ep.fnIndex, msgs: make(chan *message, 16),
-		gone: make(chan struct{}), failed: make(chan struct{})}
+		gone: make(chan struct{}), failed: make(chan struct{}), holdQueued: !api.dequeues}
 	j.backlog = s.early[id]
 	s.nEarly -= len(j.backlog)
 	delete(s.early, id)
@@ -250,14 +253,15 @@ func (s *Session) abandon(j *job) {
 // flushCancels sends the cancels that are safe to send. Gradio's /cancel
 // cancels every running job of the same function in the session, so a
 // job whose sibling is running (and wanted) waits until that sibling is
-// done; meanwhile it cannot start if the app runs one job at a time.
+// done; meanwhile it cannot start if the app runs one job at a time. On
+// Gradio before 6.14 a queued job waits until it starts (see holdQueued).
 // Called with mu held.
 func (s *Session) flushCancels() {
 	if s.closed {
 		return
 	}
 	for _, j := range s.jobs {
-		if j.cancelWanted && !j.cancelSent && !j.dormant && !s.siblingRunning(j) {
+		if j.cancelWanted && !j.cancelSent && (j.started || !j.holdQueued) && !s.siblingRunning(j) {
 			j.cancelSent = true
 			s.bg.Add(1)
 			go func() {

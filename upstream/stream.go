@@ -148,17 +148,11 @@ func (s *Session) dispatch(ctx context.Context, api *API, m *message) error {
 	end := false
 	switch m.Msg {
 	case "process_starts":
-		j.started, j.dormant = true, false
+		j.started = true
 		if j.cancelWanted {
-			s.flushCancels() // a dormant job woke up: cancel it again
+			s.flushCancels() // a job held back until it started
 		}
 	case "process_completed":
-		if j.cancelSent && !j.started && !api.dequeues && m.isCancelled() {
-			// Gradio before 6.14 answers a queued job's cancel but runs the
-			// job later all the same: keep it, to cancel it when it starts.
-			j.dormant, j.cancelSent = true, false
-			break
-		}
 		delete(s.jobs, id)
 		s.flushCancels()
 		end = !api.closeStream && len(s.jobs) == 0 && s.joining == 0

@@ -28,11 +28,18 @@ func (s *Space) serveJoin(w http.ResponseWriter, r *http.Request) {
 		writeDetail(w, http.StatusBadRequest, "Session hash not found.")
 		return
 	}
-	ev, jerr := s.newEvent(r, b, hash)
-	if jerr == nil {
-		jerr = s.enqueue(ev)
+	var data []json.RawMessage
+	_ = json.Unmarshal(b["data"], &data)
+	ev := &event{
+		id:      newEventID(),
+		session: hash,
+		data:    data,
+		simple:  b.bool("simple_format"),
+		token:   tokenDigest(r.Header.Get("X-IP-Token")),
+		root:    rootURL(r, apiPrefix+"/queue/join"),
 	}
-	switch {
+	fn, hasFn := b.int("fn_index")
+	switch jerr := s.enqueue(ev, fn, hasFn); {
 	case jerr == nil:
 		writeJSON(w, http.StatusOK, object{{"event_id", ev.id}})
 	case jerr.status == http.StatusInternalServerError:
@@ -40,35 +47,6 @@ func (s *Space) serveJoin(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeDetail(w, jerr.status, jerr.detail)
 	}
-}
-
-// newEvent makes the event of a join, checking what Queue.push checks
-// before the queue size.
-func (s *Space) newEvent(r *http.Request, b body, hash string) (*event, *joinError) {
-	s.mu.Lock()
-	closed := s.closed
-	s.mu.Unlock()
-	if closed {
-		return nil, &joinError{http.StatusServiceUnavailable, "Queue is stopped."}
-	}
-	fn, ok := b.int("fn_index")
-	if !ok {
-		return nil, &joinError{http.StatusBadRequest, "No function index provided."}
-	}
-	if fn < 0 || fn >= len(s.endpoints) {
-		return nil, &joinError{http.StatusInternalServerError, "Internal Server Error"}
-	}
-	var data []json.RawMessage
-	_ = json.Unmarshal(b["data"], &data)
-	return &event{
-		id:      newEventID(),
-		session: hash,
-		fn:      s.endpoints[fn],
-		data:    data,
-		simple:  b.bool("simple_format"),
-		token:   tokenDigest(r.Header.Get("X-IP-Token")),
-		root:    rootURL(r, apiPrefix+"/queue/join"),
-	}, nil
 }
 
 // tokenDigest is the first 12 hex digits of sha256(token), or "" for none.

@@ -69,16 +69,23 @@ type joinError struct {
 	detail string
 }
 
-// enqueue adds a job as Gradio's Queue.push does and returns its event id.
-func (s *Space) enqueue(ev *event) *joinError {
+// enqueue queues ev as function fn (if the join gave one), with the
+// checks of Gradio's queue_join and Queue.push, in their order.
+func (s *Space) enqueue(ev *event, fn int, hasFn bool) *joinError {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return &joinError{503, "Queue is stopped."}
+	switch {
+	case s.closed:
+		return &joinError{http.StatusServiceUnavailable, "Queue is stopped."}
+	case !hasFn:
+		return &joinError{http.StatusBadRequest, "No function index provided."}
+	case len(s.waiting) >= s.cfg.MaxQueue:
+		return &joinError{http.StatusServiceUnavailable,
+			fmt.Sprintf("Queue is full. Max size is %d and size is %d.", s.cfg.MaxQueue, len(s.waiting))}
+	case fn < 0 || fn >= len(s.endpoints):
+		return &joinError{http.StatusInternalServerError, "Internal Server Error"}
 	}
-	if len(s.waiting) >= s.cfg.MaxQueue {
-		return &joinError{503, fmt.Sprintf("Queue is full. Max size is %d and size is %d.", s.cfg.MaxQueue, len(s.waiting))}
-	}
+	ev.fn = s.endpoints[fn]
 	sess := s.sessionLocked(ev.session)
 	sess.pending[ev.id] = struct{}{}
 	ev.alive = true

@@ -3,6 +3,7 @@ package demospace
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -110,13 +111,22 @@ func TestAppErrors(t *testing.T) {
 				t.Errorf("%s: journal = %q", tc.prompt, j)
 			}
 		}
-		// Too few values and bad types fail before the function runs.
-		for _, data := range [][]any{{"x"}, {"x", "2", 8, 8}, {"x", 1, 0, 8}} {
+		// Bad inputs fail before anything is journaled.
+		for _, data := range [][]any{{"bad"}, {"bad", "2", 8, 8}, {"bad", 1, 0, 8}, {"bad", 3601, 8, 8}, {nil, 1, 8, 8}} {
 			h.join("e", 0, data)
 			ms := h.open("e").rest()
 			if c := ms[len(ms)-2].raw; !strings.Contains(c, `"output":{"error":null},"success":false,"title":"Error"`) {
 				t.Errorf("data %v: %s", data, c)
 			}
+		}
+		if j := h.journalOf("bad"); j != "" {
+			t.Errorf("bad inputs were journaled: %q", j)
+		}
+		// As gr.Textbox and gr.Number(precision=0) preprocess them.
+		h.join("e", 0, []any{5, 2.5, true, 1.0})
+		ms := h.open("e").rest()
+		if info := fmt.Sprint(ms[len(ms)-2].output()["data"].([]any)[1]); info != `{"token":"","prompt":"5","steps":2}` {
+			t.Errorf("info = %s", info)
 		}
 	})
 }
@@ -211,9 +221,27 @@ func TestHeartbeatAndNotFound(t *testing.T) {
 		h.join("hb", 0, []any{"slow", 200, 8, 8}) // 20 s
 		s := h.open("hb")
 		start := time.Now()
-		s.until(kindHeartbeat, "")
+		if m := s.until(kindHeartbeat, ""); m[len(m)-1].raw != `{"msg":"heartbeat","event_id":null}` {
+			t.Errorf("heartbeat = %s", m[len(m)-1].raw)
+		}
 		if d := time.Since(start); d != 15*time.Second {
 			t.Errorf("heartbeat after %v", d)
+		}
+
+		// The heartbeat route says ALIVE at once and every 15 s.
+		resp, err := h.http.Get(h.url + "/gradio_api/heartbeat/hb")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		buf := make([]byte, 13)
+		for i := range 2 {
+			if _, err := io.ReadFull(resp.Body, buf); err != nil || string(buf) != "data: ALIVE\n\n" {
+				t.Errorf("heartbeat %d: %q %v", i, buf, err)
+			}
+		}
+		if d := time.Since(start); d != 30*time.Second {
+			t.Errorf("second ALIVE after %v", d)
 		}
 	})
 }

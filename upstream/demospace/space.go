@@ -24,7 +24,8 @@ type Config struct {
 	StepDelay time.Duration
 
 	// QuotaSeconds is each token's ZeroGPU quota in GPU seconds (a job asks
-	// for one second per step). Zero means 60. Quota never comes back.
+	// for one second per step). Zero (or less) means 60. Spent quota never
+	// comes back, as in SPEC.md.
 	QuotaSeconds int
 
 	// Concurrency is how many jobs run at once. Zero means 1.
@@ -88,7 +89,7 @@ func New(cfg Config) *Space {
 	if cfg.StepDelay <= 0 {
 		cfg.StepDelay = 100 * time.Millisecond
 	}
-	if cfg.QuotaSeconds == 0 {
+	if cfg.QuotaSeconds <= 0 {
 		cfg.QuotaSeconds = 60
 	}
 	if cfg.Concurrency <= 0 {
@@ -149,6 +150,22 @@ func (s *Space) Close() {
 //	GET  /gradio_api/heartbeat/<session>  "data: ALIVE" every 15 s
 //	GET  /gradio_api/app_id               {"app_id": ...}
 //	GET|DELETE /fixture/journal           the test journal of SPEC.md
+//
+// Behaviour kept from Gradio 6.31 that clients must live with:
+//
+//   - /cancel cancels every running job of the same fn_index in the
+//     session, and the freed worker may start the cancelled event anyway
+//     if it was next in the queue (see serveCancel).
+//   - When a /queue/data stream drops, the session's queued jobs are
+//     removed and its running ones continue unheard (generators stop); a
+//     later stream of that session answers session_not_found, and a dead
+//     job stays pending, so the session's next stream never closes.
+//   - Generator updates after the first are edit lists, unless the join
+//     said simple_format.
+//
+// Deliberate differences: the limits above (Gradio keeps 2000 sessions and
+// buffers without bound), an unread session's estimations coalesce, files
+// live in memory, and an upload may be at most 10 MiB (max_file_size).
 func (s *Space) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.Path
 	switch {

@@ -1,0 +1,433 @@
+// Command spacerelay lets JavaScript frontends use a Gradio app, a Hugging
+// Face ZeroGPU Space among them, on behalf of their own visitors: each
+// browser tab opens a WebSocket, and the relay keeps one upstream session
+// bound to the visitor's X-IP-Token for exactly as long as the socket
+// lives.
+//
+// Every flag has an environment variable SPACERELAY_<NAME> (upper case,
+// dashes as underscores); the flag wins. HF_TOKEN, for a private Space,
+// comes from the environment only. With no --upstream the relay serves an
+// embedded demo Space. Run "spacerelay -h" for the flags.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"path"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spacerelay/spacerelay/relay"
+	"github.com/spacerelay/spacerelay/session"
+	"github.com/spacerelay/spacerelay/upstream"
+	"github.com/spacerelay/spacerelay/upstream/demospace"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "spacerelay:", err)
+	}
+	os.Exit(exitCode(err))
+}
+
+// A usageError is a bad flag or value: exit code 2.
+type usageError struct{ error }
+
+func exitCode(err error) int {
+	var u usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &u):
+		return 2
+	}
+	return 1
+}
+
+// config is the parsed command line and environment.
+type config struct {
+	listen          string
+	upstream        string // "" means the embedded demo Space
+	hubURL          string
+	hfToken         string
+	tokenHeader     string
+	tokenOptional   bool
+	origins         []string
+	maxSessions     int
+	maxPerToken     int
+	maxJobs         int
+	maxMessageBytes int64
+	maxFileBytes    int64
+	maxJobBytes     int64
+	writeTimeout    time.Duration
+	pingInterval    time.Duration
+	shutdownGrace   time.Duration
+	defaultEndpoint string
+	logLevel        slog.Level
+	logJSON         bool
+}
+
+// flags lists every flag with its default and help.
+var flags = []struct{ name, def, usage string }{
+	{"listen", ":7860", "address to listen on"},
+	{"upstream", "", "the Gradio app: a URL or a Space id owner/name (default: the embedded demo Space)"},
+	{"token-header", "X-IP-Token", "header of the upgrade request that carries the visitor's token"},
+	{"token-policy", "", "require or optional: refuse sockets without a token, or admit them (default: require with --upstream, optional with the demo)"},
+	{"allowed-origins", "", "comma-separated host patterns of other origins whose pages may connect (path.Match, e.g. *.example.com)"},
+	{"max-sessions", "10000", "most sessions open at once"},
+	{"max-sessions-per-token", "4", "most sessions open at once per visitor token"},
+	{"max-jobs", "2", "most unfinished jobs per session"},
+	{"max-message-bytes", "65536", "largest message a browser may send"},
+	{"max-file-bytes", "20MiB", "largest file relayed to a browser"},
+	{"max-job-bytes", "64MiB", "most file bytes one job may hold in memory"},
+	{"write-timeout", "10s", "time a browser has to take a message before it is disconnected"},
+	{"ping-interval", "30s", "time between WebSocket pings"},
+	{"shutdown-grace", "10s", "time sessions get to close on SIGINT or SIGTERM"},
+	{"default-endpoint", "", "endpoint of a submit that names none (default: the app's only endpoint)"},
+	{"log-level", "info", "debug, info, warn or error"},
+	{"log-format", "text", "text or json"},
+	{"hub-url", "https://huggingface.co", "the Hugging Face Hub, to resolve a Space id"},
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := parseConfig(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	logger := newLogger(cfg, stderr)
+
+	target, stopDemo, err := startUpstream(cfg)
+	if err != nil {
+		return err
+	}
+	defer stopDemo()
+	up, err := upstream.New(upstream.Config{Target: target, HubURL: cfg.hubURL, HFToken: cfg.hfToken})
+	if err != nil {
+		return usageError{fmt.Errorf("--upstream: %w", err)}
+	}
+	defer up.CloseIdleConnections()
+	ln, err := net.Listen("tcp", cfg.listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	logger.Info("spacerelay listening", "addr", ln.Addr().String(), "open", openURL(ln.Addr()), "upstream", upstreamName(cfg))
+	return serve(ctx, ln, newServer(cfg, up, logger), logger, cfg.shutdownGrace)
+}
+
+// serve serves srv on ln until ctx is done, then shuts down: the HTTP
+// server first (no new requests), then the relay (every session ends and
+// is waited for), both within grace.
+func serve(ctx context.Context, ln net.Listener, srv *relay.Server, logger *slog.Logger, grace time.Duration) error {
+	srv.Start()
+	httpSrv := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- httpSrv.Serve(ln) }()
+
+	var err error
+	select {
+	case err = <-errc:
+		err = fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+		logger.Info("shutting down", "grace", grace.String())
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if serr := errors.Join(httpSrv.Shutdown(sctx), srv.Shutdown(sctx)); serr != nil {
+		err = errors.Join(err, fmt.Errorf("shutdown: %w", serr))
+	}
+	return err
+}
+
+func newServer(cfg config, up *upstream.Client, logger *slog.Logger) *relay.Server {
+	return &relay.Server{
+		Upstream:            session.ClientUpstream(up),
+		API:                 up.API,
+		Static:              nil, // TODO: web.FS once package web exists
+		Logger:              logger,
+		OriginPatterns:      cfg.origins,
+		TokenHeader:         cfg.tokenHeader,
+		TokenOptional:       cfg.tokenOptional,
+		MaxSessions:         cfg.maxSessions,
+		MaxSessionsPerToken: cfg.maxPerToken,
+		DefaultEndpoint:     cfg.defaultEndpoint,
+		MaxJobs:             cfg.maxJobs,
+		MaxMessageBytes:     cfg.maxMessageBytes,
+		MaxFileBytes:        cfg.maxFileBytes,
+		MaxJobBytes:         cfg.maxJobBytes,
+		WriteTimeout:        cfg.writeTimeout,
+		PingInterval:        cfg.pingInterval,
+	}
+}
+
+// startUpstream returns the upstream's target. Without --upstream it
+// serves the demo Space on a loopback port of its own, until stop.
+func startUpstream(cfg config) (target string, stop func(), err error) {
+	if cfg.upstream != "" {
+		return cfg.upstream, func() {}, nil
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, fmt.Errorf("demo space: %w", err)
+	}
+	space := demospace.New(demospace.Config{})
+	srv := &http.Server{Handler: space, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln) // returns when srv is closed
+	return "http://" + ln.Addr().String(), func() {
+		srv.Close()
+		space.Close()
+	}, nil
+}
+
+func newLogger(cfg config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.logLevel}
+	if cfg.logJSON {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// openURL is the address to open in a browser for a listener on addr.
+func openURL(addr net.Addr) string {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return "http://" + addr.String() + "/"
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/"
+}
+
+func upstreamName(cfg config) string {
+	if cfg.upstream == "" {
+		return "embedded demo Space"
+	}
+	return cfg.upstream
+}
+
+// parseConfig reads args, then the environment for each flag not given,
+// then the defaults. Any error is a usageError naming the flag or the
+// environment variable, except flag.ErrHelp (the usage is then on stderr).
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	fs := flag.NewFlagSet("spacerelay", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	for _, f := range flags {
+		fs.String(f.name, f.def, f.usage)
+	}
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		fs.SetOutput(stderr)
+		fmt.Fprintln(stderr, "Usage: spacerelay [flags]\n\nEach flag has an environment variable SPACERELAY_<NAME>; HF_TOKEN comes from the environment only.")
+		fs.PrintDefaults()
+		return config{}, err
+	} else if err != nil {
+		return config{}, usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return config{}, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	p := &parser{fs: fs, getenv: getenv, set: map[string]bool{}}
+	fs.Visit(func(f *flag.Flag) { p.set[f.Name] = true })
+	cfg := p.config()
+	if p.err != nil {
+		return config{}, usageError{p.err}
+	}
+	cfg.hfToken = getenv("HF_TOKEN")
+	return cfg, nil
+}
+
+// A parser reads flag values, keeping the first error.
+type parser struct {
+	fs     *flag.FlagSet
+	getenv func(string) string
+	set    map[string]bool // flags given on the command line
+	err    error
+}
+
+func (p *parser) config() config {
+	cfg := config{
+		listen:          p.str("listen"),
+		upstream:        p.upstream(),
+		hubURL:          p.httpURL("hub-url"),
+		tokenHeader:     p.headerName("token-header"),
+		origins:         p.origins("allowed-origins"),
+		maxSessions:     p.positive("max-sessions"),
+		maxPerToken:     p.positive("max-sessions-per-token"),
+		maxJobs:         p.positive("max-jobs"),
+		maxMessageBytes: p.bytes("max-message-bytes"),
+		maxFileBytes:    p.bytes("max-file-bytes"),
+		maxJobBytes:     p.bytes("max-job-bytes"),
+		writeTimeout:    p.duration("write-timeout"),
+		pingInterval:    p.duration("ping-interval"),
+		shutdownGrace:   p.duration("shutdown-grace"),
+		defaultEndpoint: p.endpoint("default-endpoint"),
+		logJSON:         p.oneOf("log-format", "text", "json") == "json",
+	}
+	cfg.logLevel = map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo,
+		"warn": slog.LevelWarn, "error": slog.LevelError}[p.oneOf("log-level", "debug", "info", "warn", "error")]
+	policy := p.oneOf("token-policy", "", "require", "optional")
+	cfg.tokenOptional = policy == "optional" || policy == "" && cfg.upstream == ""
+	return cfg
+}
+
+// value returns flag name's value (the flag, else its environment
+// variable, else its default) and what to call it in an error.
+func (p *parser) value(name string) (v, label string) {
+	f := p.fs.Lookup(name)
+	if p.set[name] {
+		return f.Value.String(), "--" + name
+	}
+	env := "SPACERELAY_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+	if v := p.getenv(env); v != "" {
+		return v, env
+	}
+	return f.DefValue, "--" + name
+}
+
+// fail records the first error, about the value of flag name.
+func (p *parser) fail(label, format string, args ...any) {
+	if p.err == nil {
+		p.err = fmt.Errorf("%s: "+format, append([]any{label}, args...)...)
+	}
+}
+
+func (p *parser) str(name string) string {
+	v, _ := p.value(name)
+	return strings.TrimSpace(v)
+}
+
+func (p *parser) oneOf(name string, options ...string) string {
+	v, label := p.value(name)
+	v = strings.ToLower(strings.TrimSpace(v))
+	for _, o := range options {
+		if v == o {
+			return v
+		}
+	}
+	p.fail(label, "must be one of %s, got %q", strings.Join(nonEmpty(options), ", "), v)
+	return ""
+}
+
+func nonEmpty(ss []string) []string {
+	var out []string
+	for _, s := range ss {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (p *parser) positive(name string) int {
+	v, label := p.value(name)
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n <= 0 {
+		p.fail(label, "must be a positive integer, got %q", v)
+	}
+	return n
+}
+
+// bytes reads a positive byte count: an integer, optionally followed by
+// KiB, MiB or GiB.
+func (p *parser) bytes(name string) int64 {
+	v, label := p.value(name)
+	s, unit := strings.TrimSpace(v), int64(1)
+	for suffix, u := range map[string]int64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30} {
+		if rest, ok := strings.CutSuffix(s, suffix); ok {
+			s, unit = strings.TrimSpace(rest), u
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 || n > (1<<62)/unit {
+		p.fail(label, "must be a positive number of bytes (e.g. 65536 or 20MiB), got %q", v)
+	}
+	return n * unit
+}
+
+func (p *parser) duration(name string) time.Duration {
+	v, label := p.value(name)
+	d, err := time.ParseDuration(strings.TrimSpace(v))
+	if err != nil || d <= 0 {
+		p.fail(label, "must be a positive duration (e.g. 10s), got %q", v)
+	}
+	return d
+}
+
+// upstream reads --upstream; upstream.New checks it later.
+func (p *parser) upstream() string {
+	v, label := p.value("upstream")
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return ""
+	}
+	if _, err := upstream.New(upstream.Config{Target: v}); err != nil {
+		p.fail(label, "must be a URL or a Space id owner/name, got %q", v)
+	}
+	return v
+}
+
+func (p *parser) httpURL(name string) string {
+	v, label := p.value(name)
+	u, err := url.Parse(strings.TrimSpace(v))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		p.fail(label, "must be an http or https URL, got %q", v)
+		return ""
+	}
+	return strings.TrimSpace(v)
+}
+
+func (p *parser) headerName(name string) string {
+	v, label := p.value(name)
+	v = strings.TrimSpace(v)
+	if v == "" || strings.ContainsFunc(v, func(r rune) bool {
+		return r <= ' ' || r >= 0x7f || strings.ContainsRune(`"(),/:;<=>?@[\]{}`, r)
+	}) {
+		p.fail(label, "must be an HTTP header name, got %q", v)
+	}
+	return v
+}
+
+func (p *parser) origins(name string) []string {
+	v, label := p.value(name)
+	var out []string
+	for o := range strings.SplitSeq(v, ",") {
+		if o = strings.TrimSpace(o); o == "" {
+			continue
+		}
+		if _, err := path.Match(o, ""); err != nil {
+			p.fail(label, "bad pattern %q: %v", o, err)
+		}
+		out = append(out, o)
+	}
+	return out
+}
+
+// endpoint reads an endpoint name, adding the leading slash if missing.
+func (p *parser) endpoint(name string) string {
+	v := p.str(name)
+	if v != "" && !strings.HasPrefix(v, "/") {
+		v = "/" + v
+	}
+	return v
+}

@@ -1,0 +1,103 @@
+package relay
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spacerelay/spacerelay/session"
+)
+
+// metrics are a Server's Prometheus metrics, in a registry of its own (so
+// that Servers in parallel tests do not collide). No label ever holds a
+// token or a session id.
+type metrics struct {
+	reg *prometheus.Registry
+
+	sessionsOpen   prometheus.Gauge
+	sessionsOpened prometheus.Counter
+	refused        *prometheus.CounterVec // reason: a refusal code, or accept_failed
+	jobs           *prometheus.CounterVec // outcome, code
+	queueWait      prometheus.Histogram
+	jobDuration    prometheus.Histogram
+	bytesSent      *prometheus.CounterVec // kind: text or file
+	filesSent      prometheus.Counter
+	slowConsumers  prometheus.Counter
+	upstreamReady  prometheus.Gauge
+}
+
+// jobBuckets are the buckets of the job histograms, in seconds: from a
+// cached answer to a long ZeroGPU queue.
+var jobBuckets = []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		sessionsOpen: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "spacerelay_sessions_open", Help: "Browser sessions open now.",
+		}),
+		sessionsOpened: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "spacerelay_sessions_opened_total", Help: "Browser sessions accepted.",
+		}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spacerelay_handshakes_refused_total", Help: "WebSocket upgrade requests refused, by refusal code.",
+		}, []string{"reason"}),
+		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spacerelay_jobs_total", Help: "Jobs ended, by outcome (completed, error, cancelled) and error code.",
+		}, []string{"outcome", "code"}),
+		queueWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "spacerelay_job_queue_wait_seconds", Help: "Time jobs waited in the upstream queue, from accepted to started.",
+			Buckets: jobBuckets,
+		}),
+		jobDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "spacerelay_job_duration_seconds", Help: "Time from a job's submit to its end.",
+			Buckets: jobBuckets,
+		}),
+		bytesSent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spacerelay_bytes_sent_total", Help: "Bytes written to browsers, by kind: text (JSON messages) or file (binary frames).",
+		}, []string{"kind"}),
+		filesSent: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "spacerelay_files_sent_total", Help: "Files written to browsers.",
+		}),
+		slowConsumers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "spacerelay_slow_consumer_disconnects_total", Help: "Sessions closed because the browser did not read in time.",
+		}),
+		upstreamReady: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "spacerelay_upstream_ready", Help: "1 once the upstream's API is known, else 0.",
+		}),
+	}
+	m.reg.MustRegister(m.sessionsOpen, m.sessionsOpened, m.refused, m.jobs, m.queueWait,
+		m.jobDuration, m.bytesSent, m.filesSent, m.slowConsumers, m.upstreamReady,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, code := range refusalCodes { // show every reason, at 0
+		m.refused.WithLabelValues(code)
+	}
+	m.bytesSent.WithLabelValues("text")
+	m.bytesSent.WithLabelValues("file")
+	return m
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// hooks feeds the metrics from every session.
+func (m *metrics) hooks() session.Hooks {
+	return session.Hooks{
+		JobEnded: func(st session.JobStats) {
+			m.jobs.WithLabelValues(st.Outcome, st.Code).Inc()
+			if st.QueueWait > 0 {
+				m.queueWait.Observe(st.QueueWait.Seconds())
+			}
+			m.jobDuration.Observe(st.Duration.Seconds())
+		},
+		Sent: func(kind string, n int) {
+			m.bytesSent.WithLabelValues(kind).Add(float64(n))
+			if kind == "file" { // one binary frame per file
+				m.filesSent.Inc()
+			}
+		},
+	}
+}

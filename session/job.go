@@ -1,0 +1,249 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/spacerelay/spacerelay/upstream"
+)
+
+// job is one browser job. Its goroutine follows it upstream and hands
+// finished messages to Run.
+type job struct {
+	// Static after submit.
+	id       string
+	endpoint string
+	cancel   context.CancelFunc
+	start    time.Time
+
+	// Owned by the job's goroutine.
+	seq int
+
+	// Shared with the job's goroutine.
+	slot      atomic.Pointer[outgoing] // the newest droppable message, not yet written
+	signalled atomic.Bool              // Run has been told to look at slot
+
+	// Owned by Run.
+	started   time.Time
+	cancelled bool // the browser asked to cancel
+}
+
+// outgoing is one message to the browser, with the files it refers to
+// written before it.
+type outgoing struct {
+	files    []outFile
+	msg      []byte
+	kind     string // the message's type
+	seq      int    // its place among the job's messages
+	terminal bool
+	code     string // the error code, for an error
+}
+
+type outFile struct {
+	header []byte // the file message
+	data   []byte // its binary frame
+}
+
+// item is what a job's goroutine hands to Run: a message that must not be
+// dropped, or the job's end (done, with the error Stream returned).
+type item struct {
+	j    *job
+	out  *outgoing
+	done bool
+	err  error
+}
+
+type atomicCounter struct{ atomic.Int64 }
+
+func (s *Session) submit(ctx context.Context, m *inbound) error {
+	id := ""
+	if m.ID != nil {
+		id = *m.ID
+	}
+	if !jobID.MatchString(id) {
+		return s.refuse(&errorMsg{Code: "bad_request", Message: fmt.Sprintf("submit: id %q must be 1 to 64 characters of A-Z a-z 0-9 _ . : -", id)})
+	}
+	if _, busy := s.jobs[id]; busy {
+		return s.refuse(&errorMsg{Code: "bad_request", Message: fmt.Sprintf("submit: id %q is held by an unfinished job", id)})
+	}
+	s.bad = 0
+	if len(s.jobs) >= s.cfg.MaxJobs {
+		return s.sendError(&errorMsg{ID: id, Code: "too_many_jobs", Message: fmt.Sprintf("at most %d unfinished jobs per session", s.cfg.MaxJobs)})
+	}
+	name := m.Endpoint
+	if name == "" {
+		name = s.cfg.DefaultEndpoint
+	}
+	ep, err := s.cfg.API.Endpoint(name)
+	if err != nil {
+		return s.sendError(upstreamError(id, err))
+	}
+	call, err := m.call(ep.Name)
+	if err != nil {
+		return s.sendError(&errorMsg{ID: id, Code: "bad_request", Message: err.Error()})
+	}
+	if exp := tokenExpiry(s.cfg.Token); exp != nil && !s.cfg.Now().Before(*exp) {
+		return s.sendError(&errorMsg{ID: id, Code: "token_expired", Title: "Session expired",
+			Message: "The visitor's token has expired; reload the page to get a fresh one."})
+	}
+	jctx, cancel := context.WithCancel(ctx)
+	j := &job{id: id, endpoint: ep.Name, cancel: cancel, start: s.cfg.Now()}
+	s.jobs[id] = j
+	s.nJobs++
+	s.jobsGroup.Go(func() { s.follow(jctx, j, call) })
+	return nil
+}
+
+func (s *Session) cancel(m *inbound) error {
+	id := ""
+	if m.ID != nil {
+		id = *m.ID
+	}
+	j, ok := s.jobs[id]
+	if !ok {
+		return s.refuse(&errorMsg{ID: id, Code: "unknown_job", Message: fmt.Sprintf("cancel: no unfinished job %q", id)})
+	}
+	s.bad = 0
+	j.cancelled = true
+	j.cancel() // the job's goroutine ends it: cancelled, or what was on its way
+	return nil
+}
+
+// relay writes what a job's goroutine handed over.
+func (s *Session) relay(it item) error {
+	j := it.j
+	if s.jobs[j.id] != j {
+		return nil // over already
+	}
+	if err := s.flushOlder(j, it); err != nil {
+		return err
+	}
+	out := it.out
+	if it.done {
+		out = s.ending(j, it.err)
+		if out == nil {
+			return nil
+		}
+	}
+	if out.kind == "started" {
+		j.started = s.cfg.Now()
+	}
+	if out.terminal {
+		s.end(j, out)
+	}
+	return s.writeOut(out)
+}
+
+// ending makes the terminal message of a job whose Stream returned
+// without one.
+func (s *Session) ending(j *job, err error) *outgoing {
+	if err == nil {
+		return nil // its terminal message came before
+	}
+	if j.cancelled && errors.Is(err, context.Canceled) {
+		out := encode("cancelled", j.id, idMsg{"cancelled", j.id})
+		out.terminal = true
+		return out
+	}
+	e := upstreamError(j.id, err)
+	e.Type = "error"
+	out := encode("error", j.id, e)
+	out.code, out.terminal = e.Code, true
+	return out
+}
+
+// end forgets a finished job and reports it.
+func (s *Session) end(j *job, out *outgoing) {
+	delete(s.jobs, j.id)
+	j.cancel()
+	if s.cfg.Hooks.JobEnded == nil {
+		return
+	}
+	st := JobStats{Endpoint: j.endpoint, Code: out.code, Duration: s.cfg.Now().Sub(j.start)}
+	switch out.kind {
+	case "result":
+		st.Outcome = "completed"
+	case "cancelled":
+		st.Outcome = "cancelled"
+	default:
+		st.Outcome = "error"
+	}
+	if !j.started.IsZero() {
+		st.QueueWait = j.started.Sub(j.start)
+	}
+	s.cfg.Hooks.JobEnded(st)
+}
+
+// flushOlder writes the job's droppable message if it came before it:
+// messages of a job keep their order.
+func (s *Session) flushOlder(j *job, it item) error {
+	old := j.slot.Load()
+	if old == nil || (!it.done && old.seq > it.out.seq) || !j.slot.CompareAndSwap(old, nil) {
+		return nil // none, or newer: it comes after, through wake
+	}
+	if s.jobs[j.id] != j {
+		return nil
+	}
+	return s.writeOut(old)
+}
+
+// flushSlot writes the job's newest droppable message, if any.
+func (s *Session) flushSlot(j *job) error {
+	out := j.slot.Swap(nil)
+	if out == nil || s.jobs[j.id] != j {
+		return nil
+	}
+	return s.writeOut(out)
+}
+
+// writeOut writes a message and, before it, the files it refers to.
+func (s *Session) writeOut(out *outgoing) error {
+	for _, f := range out.files {
+		if err := s.write(websocket.MessageText, f.header); err != nil {
+			return err
+		}
+		if err := s.write(websocket.MessageBinary, f.data); err != nil {
+			return err
+		}
+	}
+	return s.write(websocket.MessageText, out.msg)
+}
+
+// follow runs a job upstream; it is the job's goroutine.
+func (s *Session) follow(ctx context.Context, j *job, call upstream.Call) {
+	err := s.visitor.Stream(ctx, call, func(ev upstream.Event) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		out, droppable, err := s.translate(ctx, j, ev)
+		if err != nil || out == nil {
+			return err
+		}
+		j.seq++
+		out.seq = j.seq
+		if droppable {
+			j.slot.Store(out)
+			if !j.signalled.Swap(true) {
+				select {
+				case s.wake <- j:
+				case <-ctx.Done():
+				}
+			}
+			return nil
+		}
+		select {
+		case s.items <- item{j: j, out: out}:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	select {
+	case s.items <- item{j: j, done: true, err: err}:
+	case <-s.done:
+	}
+}

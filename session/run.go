@@ -1,0 +1,288 @@
+package session
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/google/uuid"
+)
+
+// maxBad is how many bad messages in a row end a session (a flood).
+const maxBad = 16
+
+// Session is one browser session. Make it with New and call Run once.
+type Session struct {
+	// Static after New.
+	cfg  Config
+	conn Conn
+	up   Upstream
+
+	// Owned by Run.
+	visitor Visitor
+	jobs    map[string]*job
+	nJobs   int // jobs submitted in all
+	bad     int // bad messages in a row
+
+	// Channels from the helpers to Run.
+	in    chan fromBrowser
+	items chan item
+	wake  chan *job
+	done  chan struct{} // closed when Run stops listening
+
+	fileSeq   atomicCounter
+	jobsGroup sync.WaitGroup
+}
+
+// New returns a session for conn. cfg.API must be set.
+func New(cfg Config, conn Conn, up Upstream) *Session {
+	cfg.setDefaults()
+	return &Session{
+		cfg: cfg, conn: conn, up: up,
+		jobs:  make(map[string]*job),
+		in:    make(chan fromBrowser),
+		items: make(chan item),
+		wake:  make(chan *job, cfg.MaxJobs),
+		done:  make(chan struct{}),
+	}
+}
+
+func (c *Config) setDefaults() {
+	if c.ID == "" {
+		c.ID = uuid.NewString()
+	}
+	if c.TokenHeader == "" {
+		c.TokenHeader = "X-IP-Token"
+	}
+	if c.MaxJobs <= 0 {
+		c.MaxJobs = 2
+	}
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = 65536
+	}
+	if c.MaxFileBytes <= 0 {
+		c.MaxFileBytes = 20 << 20
+	}
+	if c.MaxJobBytes <= 0 {
+		c.MaxJobBytes = 64 << 20
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.PingInterval == 0 {
+		c.PingInterval = 30 * time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Jobs returns how many jobs the session accepted for submission. Call it
+// after Run has returned.
+func (s *Session) Jobs() int { return s.nJobs }
+
+// Run serves the session until the browser leaves, the session fails, or
+// ctx is done (the relay shutting down: close code 1001). It closes the
+// socket with the code for its reason, cancels every unfinished job
+// upstream, waits for all its goroutines, and returns the reason: one of
+// the Err values of this package, or another error for an internal
+// failure (close code 1011).
+func (s *Session) Run(ctx context.Context) error {
+	h := http.Header{}
+	if s.cfg.Token != "" {
+		h.Set(s.cfg.TokenHeader, s.cfg.Token)
+	}
+	s.visitor = s.up.Open(h)
+	jobsCtx, cancelJobs := context.WithCancel(context.WithoutCancel(ctx))
+	pingCtx, stopPing := context.WithCancel(context.WithoutCancel(ctx))
+	var helpers sync.WaitGroup
+	helpers.Go(s.readLoop) // ends when the socket closes, never by ctx
+	if s.cfg.PingInterval > 0 {
+		helpers.Go(func() { s.keepalive(pingCtx) })
+	}
+
+	err := s.loop(ctx, jobsCtx)
+
+	cancelJobs()
+	close(s.done)
+	s.close(err)
+	stopPing()
+	helpers.Wait()
+	s.jobsGroup.Wait()
+	s.visitor.Close()
+	return err
+}
+
+// close closes the socket with the code for err.
+func (s *Session) close(err error) {
+	reason := ""
+	switch code := CloseCode(err); code {
+	case websocket.StatusGoingAway:
+		reason = "relay shutting down"
+	case websocket.StatusPolicyViolation:
+		reason = map[error]string{ErrSlowConsumer: "slow consumer", ErrProtocol: "too many bad messages", ErrPingTimeout: "ping timeout"}[unwrapSentinel(err)]
+	case websocket.StatusInternalError:
+		reason = "internal error"
+	}
+	_ = s.conn.Close(CloseCode(err), reason)
+}
+
+func unwrapSentinel(err error) error {
+	for _, e := range []error{ErrSlowConsumer, ErrProtocol, ErrPingTimeout} {
+		if errors.Is(err, e) {
+			return e
+		}
+	}
+	return err
+}
+
+// loop is the owner's loop: it returns the reason the session ends.
+func (s *Session) loop(ctx, jobsCtx context.Context) error {
+	hello, err := s.hello()
+	if err != nil {
+		return fmt.Errorf("session: hello: %w", err)
+	}
+	if err := s.write(websocket.MessageText, hello); err != nil {
+		return err
+	}
+	for {
+		var err error
+		select {
+		case <-ctx.Done():
+			return ErrShutdown
+		case m := <-s.in:
+			err = s.handle(jobsCtx, m)
+		case it := <-s.items:
+			err = s.relay(it)
+		case j := <-s.wake:
+			j.signalled.Store(false)
+			err = s.flushSlot(j)
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// handle acts on one browser message.
+func (s *Session) handle(ctx context.Context, m fromBrowser) error {
+	if m.err != nil {
+		return m.err
+	}
+	if m.m == nil {
+		return s.refuse(&errorMsg{Code: "bad_request", Message: m.bad})
+	}
+	switch m.m.Type {
+	case "submit":
+		return s.submit(ctx, m.m)
+	case "cancel":
+		return s.cancel(m.m)
+	case "ping":
+		s.bad = 0
+		return s.write(websocket.MessageText, []byte(`{"type":"pong"}`))
+	}
+	return s.refuse(&errorMsg{Code: "bad_request", Message: fmt.Sprintf("unknown message type %q", m.m.Type)})
+}
+
+// refuse answers a bad message; a flood of them ends the session.
+func (s *Session) refuse(e *errorMsg) error {
+	s.bad++
+	if s.bad > maxBad {
+		return ErrProtocol
+	}
+	return s.sendError(e)
+}
+
+func (s *Session) sendError(e *errorMsg) error {
+	e.Type = "error"
+	b, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("session: encode error: %w", err)
+	}
+	return s.write(websocket.MessageText, b)
+}
+
+// write writes one message within the write timeout.
+func (s *Session) write(typ websocket.MessageType, p []byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteTimeout)
+	defer cancel()
+	if err := s.conn.Write(ctx, typ, p); err != nil {
+		if ctx.Err() != nil {
+			return ErrSlowConsumer
+		}
+		return fmt.Errorf("%w: %v", ErrClientGone, err)
+	}
+	if s.cfg.Hooks.Sent != nil {
+		kind := "text"
+		if typ == websocket.MessageBinary {
+			kind = "file"
+		}
+		s.cfg.Hooks.Sent(kind, len(p))
+	}
+	return nil
+}
+
+// readLoop hands the browser's messages to Run until the socket closes.
+func (s *Session) readLoop() {
+	for {
+		typ, b, err := s.conn.Read(context.Background())
+		m := fromBrowser{err: readError(err)}
+		if err == nil {
+			m = decodeInbound(typ, b)
+		}
+		select {
+		case s.in <- m:
+		case <-s.done:
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func readError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, websocket.ErrMessageTooBig):
+		return ErrTooBig
+	}
+	return fmt.Errorf("%w: %v", ErrClientGone, err)
+}
+
+// keepalive pings the browser every PingInterval until ctx is done.
+func (s *Session) keepalive(ctx context.Context) {
+	t := time.NewTicker(s.cfg.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, s.cfg.PingInterval)
+		err := s.conn.Ping(pctx)
+		cancel()
+		if err == nil {
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		reason := ErrClientGone
+		if errors.Is(err, context.DeadlineExceeded) {
+			reason = ErrPingTimeout
+		}
+		select {
+		case s.in <- fromBrowser{err: fmt.Errorf("%w: %v", reason, err)}:
+		case <-s.done:
+		}
+		return
+	}
+}

@@ -1,0 +1,149 @@
+// Package session runs one browser session of the spacerelay protocol
+// (web/PROTOCOL.md): it decodes the browser's messages, owns the session's
+// jobs, and writes every message to the socket.
+//
+// One goroutine owns a Session: Run. It alone reads and changes the
+// session's state and it alone writes to the WebSocket, so the Session has
+// no mutex. Helpers own nothing and talk to Run over channels: a read loop,
+// a keepalive pinger, and one goroutine per job that follows the job
+// upstream, fetches its files and encodes its messages.
+package session
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/spacerelay/spacerelay/upstream"
+)
+
+// Conn is the browser side of a session. *websocket.Conn satisfies it.
+type Conn interface {
+	Read(ctx context.Context) (websocket.MessageType, []byte, error)
+	Write(ctx context.Context, typ websocket.MessageType, p []byte) error
+	Ping(ctx context.Context) error
+	Close(code websocket.StatusCode, reason string) error
+}
+
+// Upstream is what a Session needs of the upstream Gradio client.
+// ClientUpstream adapts an *upstream.Client.
+type Upstream interface {
+	// Open starts the visitor's upstream session, with the visitor's headers.
+	Open(header http.Header) Visitor
+	// Download opens an output file, at most limit bytes.
+	Download(ctx context.Context, f upstream.FileData, limit int64) (*upstream.Download, error)
+}
+
+// Visitor is one visitor's upstream session (*upstream.Session).
+type Visitor interface {
+	// Stream runs one job; see (*upstream.Session).Stream.
+	Stream(ctx context.Context, call upstream.Call, fn func(upstream.Event) error) error
+	// Close cancels what is left and ends the upstream session.
+	Close() error
+}
+
+// ClientUpstream adapts c to Upstream.
+func ClientUpstream(c *upstream.Client) Upstream { return clientUpstream{c} }
+
+type clientUpstream struct{ c *upstream.Client }
+
+func (u clientUpstream) Open(h http.Header) Visitor { return u.c.NewSession(h) }
+func (u clientUpstream) Download(ctx context.Context, f upstream.FileData, limit int64) (*upstream.Download, error) {
+	return u.c.Download(ctx, f, limit)
+}
+
+// Config configures one Session. API is required; every other zero value
+// means the documented default.
+type Config struct {
+	// ID names the session in hello and in logs. Defaults to a new UUID.
+	ID string
+	// API is the upstream's API description, for hello and for endpoint
+	// names. Required.
+	API *upstream.API
+	// DefaultEndpoint is used by a submit without an endpoint. Empty means
+	// the upstream's only endpoint, if it has exactly one.
+	DefaultEndpoint string
+
+	// TokenHeader is the header that carries the visitor's token upstream.
+	// Defaults to "X-IP-Token".
+	TokenHeader string
+	// Token is the visitor's token from the upgrade request, or "". It is
+	// sent upstream on every job and nowhere else.
+	Token string
+
+	// MaxJobs bounds the session's unfinished jobs. Defaults to 2.
+	MaxJobs int
+	// MaxMessageBytes is the largest browser message, announced in hello;
+	// the relay enforces it on the socket. Defaults to 65536.
+	MaxMessageBytes int64
+	// MaxFileBytes bounds one relayed file. Defaults to 20 MiB.
+	MaxFileBytes int64
+	// MaxJobBytes bounds the file bytes one job may hold in memory at once
+	// (the files of one output waiting to be written). Defaults to 64 MiB.
+	MaxJobBytes int64
+	// WriteTimeout bounds every write to the socket; a browser that cannot
+	// take a message in time is disconnected. Defaults to 10 s.
+	WriteTimeout time.Duration
+	// PingInterval is the time between WebSocket pings; a browser that does
+	// not answer within PingInterval is disconnected. Defaults to 30 s;
+	// negative disables pings.
+	PingInterval time.Duration
+
+	// Now is the clock, for token expiry. Defaults to time.Now.
+	Now func() time.Time
+	// Hooks observe the session, for metrics. Nil fields are skipped.
+	Hooks Hooks
+}
+
+// Hooks observe a session. They run on the session's goroutines and must
+// not block.
+type Hooks struct {
+	// JobEnded reports a job's end.
+	JobEnded func(JobStats)
+	// Sent reports bytes written to the browser: kind "text" or "file".
+	Sent func(kind string, bytes int)
+}
+
+// JobStats describes an ended job.
+type JobStats struct {
+	Endpoint  string
+	Outcome   string        // "completed", "error" or "cancelled"
+	Code      string        // the error code, for Outcome "error"
+	QueueWait time.Duration // from accepted to started (0 if it never started)
+	Duration  time.Duration // from submit to its end
+}
+
+// The reasons a session ends, for CloseCode and for logs.
+var (
+	// ErrClientGone: the browser closed the socket, or it broke.
+	ErrClientGone = errors.New("session: browser gone")
+	// ErrShutdown: the relay is shutting down (close code 1001).
+	ErrShutdown = errors.New("session: relay shutting down")
+	// ErrSlowConsumer: the browser did not take a message within the write
+	// timeout (close code 1008).
+	ErrSlowConsumer = errors.New("session: slow consumer")
+	// ErrProtocol: a flood of bad messages (close code 1008).
+	ErrProtocol = errors.New("session: too many bad messages")
+	// ErrTooBig: a message over MaxMessageBytes (close code 1009).
+	ErrTooBig = errors.New("session: message too big")
+	// ErrPingTimeout: the browser did not answer a ping in time.
+	ErrPingTimeout = errors.New("session: ping timeout")
+)
+
+// CloseCode returns the WebSocket close code for a session that ended
+// with err, as PROTOCOL.md section 7 lists them.
+func CloseCode(err error) websocket.StatusCode {
+	switch {
+	case err == nil, errors.Is(err, ErrClientGone):
+		return websocket.StatusNormalClosure
+	case errors.Is(err, ErrShutdown):
+		return websocket.StatusGoingAway
+	case errors.Is(err, ErrSlowConsumer), errors.Is(err, ErrProtocol), errors.Is(err, ErrPingTimeout):
+		return websocket.StatusPolicyViolation
+	case errors.Is(err, ErrTooBig):
+		return websocket.StatusMessageTooBig
+	}
+	return websocket.StatusInternalError
+}
