@@ -104,8 +104,8 @@ func (s *Session) cancel(m *inbound) error {
 		id = *m.ID
 	}
 	j, ok := s.jobs[id]
-	if !ok {
-		return s.refuse(&errorMsg{ID: id, Code: "unknown_job", Message: fmt.Sprintf("cancel: no unfinished job %q", id)})
+	if !ok { // not a bad message: the job may just have ended
+		return s.sendError(&errorMsg{ID: id, Code: "unknown_job", Message: fmt.Sprintf("cancel: no unfinished job %q", id)})
 	}
 	s.bad = 0
 	j.cancelled = true

@@ -108,13 +108,18 @@ func (s *Session) Run(ctx context.Context) error {
 
 	err := s.loop(ctx, jobsCtx)
 
-	cancelJobs()
 	close(s.done)
+	upstreamClosed := make(chan struct{})
+	go func() { // cancels the jobs upstream, queued ones first
+		s.visitor.Close()
+		close(upstreamClosed)
+	}()
 	s.close(err)
+	cancelJobs()
 	stopPing()
 	helpers.Wait()
 	s.jobsGroup.Wait()
-	s.visitor.Close()
+	<-upstreamClosed
 	return err
 }
 

@@ -191,7 +191,9 @@ func startUpstream(cfg config) (target string, stop func(), err error) {
 	if err != nil {
 		return "", nil, fmt.Errorf("demo space: %w", err)
 	}
-	space := demospace.New(demospace.Config{})
+	// A shared, refilling quota: a demo without tokens keeps working, and
+	// a job of over 300 steps shows ZeroGPU's quota error.
+	space := demospace.New(demospace.Config{QuotaSeconds: 300, QuotaRefill: 5 * time.Minute})
 	srv := &http.Server{Handler: space, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln) // returns when srv is closed
 	return "http://" + ln.Addr().String(), func() {

@@ -175,9 +175,9 @@ func (s *Space) generate(c *call) ([]any, error) {
 }
 
 func (s *Space) generateImage(c *call, a generateArgs) ([]any, error) {
-	if left, ok := s.quota.take(c.ev.token, a.steps); !ok {
+	if left, wait, ok := s.quota.take(c.ev.token, a.steps); !ok {
 		c.journal("quota", a.prompt)
-		return nil, quotaError(a.steps, left)
+		return nil, quotaError(a.steps, left, wait)
 	}
 	if err := checkPrompt(a.prompt); err != nil {
 		return nil, err

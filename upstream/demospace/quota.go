@@ -3,44 +3,63 @@ package demospace
 import (
 	"fmt"
 	"sync"
+	"time"
 )
 
 // quotas holds the GPU seconds left per token digest ("" is the shared pool
 // of token-less callers). A token forgotten by the LRU starts afresh.
 // Make one with newQuotas.
 type quotas struct {
-	seconds int // a new token's allowance
+	seconds int           // a new token's allowance
+	refill  time.Duration // a spent allowance comes back this long after its first use; 0: never
+	now     func() time.Time
 
 	mu   sync.Mutex
-	left *lru[string, int]
+	left *lru[string, allowance]
 }
 
-func newQuotas(seconds, maxTokens int) *quotas {
-	return &quotas{seconds: seconds, left: newLRU[string, int](maxTokens)}
+type allowance struct {
+	left  int
+	since time.Time // first use in this window
+}
+
+func newQuotas(seconds int, refill time.Duration, now func() time.Time, maxTokens int) *quotas {
+	return &quotas{seconds: seconds, refill: refill, now: now, left: newLRU[string, allowance](maxTokens)}
 }
 
 // take spends steps seconds of token's quota. If fewer are left, it spends
-// nothing and returns ok=false and what is left.
-func (q *quotas) take(token string, steps int) (left int, ok bool) {
+// nothing and returns ok=false, what is left, and when it comes back (0
+// when it never does).
+func (q *quotas) take(token string, steps int) (left int, wait time.Duration, ok bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	left, found := q.left.get(token)
-	if !found {
-		left = q.seconds
+	now := q.now()
+	a, found := q.left.get(token)
+	if !found || (q.refill > 0 && now.Sub(a.since) >= q.refill) {
+		a = allowance{left: q.seconds, since: now}
 	}
-	if steps > left {
-		return left, false
+	if steps > a.left {
+		if q.refill > 0 {
+			wait = a.since.Add(q.refill).Sub(now)
+		}
+		return a.left, wait, false
 	}
-	q.left.put(token, left-steps)
-	return left - steps, true
+	a.left -= steps
+	q.left.put(token, a)
+	return a.left, 0, true
 }
 
-// quotaError is the ZeroGPU quota error of SPEC.md.
-func quotaError(steps, left int) *appError {
+// quotaError is the ZeroGPU quota error of SPEC.md. wait is when the quota
+// comes back; 0 means SPEC.md's (steps - left) * 10 seconds.
+func quotaError(steps, left int, wait time.Duration) *appError {
+	secs := int64(steps-left) * 10
+	if wait > 0 {
+		secs = int64((wait + time.Second - 1) / time.Second)
+	}
 	return &appError{
 		title: "ZeroGPU quota exceeded",
 		message: fmt.Sprintf("You have exceeded your free ZeroGPU quota (%ds requested vs. %ds left). Try again in %s.",
-			steps, left, timedelta(int64(steps-left)*10)),
+			steps, left, timedelta(secs)),
 	}
 }
 

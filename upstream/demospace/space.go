@@ -24,9 +24,13 @@ type Config struct {
 	StepDelay time.Duration
 
 	// QuotaSeconds is each token's ZeroGPU quota in GPU seconds (a job asks
-	// for one second per step). Zero (or less) means 60. Spent quota never
-	// comes back, as in SPEC.md.
+	// for one second per step). Zero (or less) means 60.
 	QuotaSeconds int
+
+	// QuotaRefill is how long after its first job a token's spent quota
+	// comes back in full, as ZeroGPU's does over a day. Zero means never,
+	// as in SPEC.md (the tests' setting); a public demo wants minutes.
+	QuotaRefill time.Duration
 
 	// Concurrency is how many jobs run at once. Zero means 1.
 	Concurrency int
@@ -105,7 +109,7 @@ func New(cfg Config) *Space {
 		cfg:      cfg,
 		files:    newFileStore(maxFiles, maxFileBytes),
 		journal:  newJournal(maxJournal),
-		quota:    newQuotas(cfg.QuotaSeconds, maxTokens),
+		quota:    newQuotas(cfg.QuotaSeconds, cfg.QuotaRefill, cfg.Now, maxTokens),
 		counts:   &counters{n: newLRU[string, int](maxStates)},
 		done:     make(chan struct{}),
 		appID:    cfg.Now().UnixNano() & (1<<62 - 1),

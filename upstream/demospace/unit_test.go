@@ -4,7 +4,9 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"math"
+	"strings"
 	"testing"
+	"time"
 )
 
 // The image formula of SPEC.md, pixel by pixel, in the plainest way.
@@ -103,14 +105,34 @@ func TestLRU(t *testing.T) {
 
 func TestQuotaStore(t *testing.T) {
 	t.Parallel()
-	q := newQuotas(60, 2)
-	if left, ok := q.take("", 50); !ok || left != 10 {
+	q := newQuotas(60, 0, time.Now, 2)
+	if left, _, ok := q.take("", 50); !ok || left != 10 {
 		t.Errorf("take 50 = %d %v", left, ok)
 	}
-	if left, ok := q.take("", 11); ok || left != 10 {
+	if left, _, ok := q.take("", 11); ok || left != 10 {
 		t.Errorf("take 11 of 10 = %d %v", left, ok)
 	}
-	if e := quotaError(75, 60); e.message != "You have exceeded your free ZeroGPU quota (75s requested vs. 60s left). Try again in 0:02:30." {
+	if e := quotaError(75, 60, 0); e.message != "You have exceeded your free ZeroGPU quota (75s requested vs. 60s left). Try again in 0:02:30." {
 		t.Errorf("quota error = %s", e.message)
+	}
+}
+
+func TestQuotaRefill(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	q := newQuotas(10, time.Hour, func() time.Time { return now }, 4)
+	if _, _, ok := q.take("a", 8); !ok {
+		t.Fatal("first job refused")
+	}
+	now = now.Add(20 * time.Minute)
+	left, wait, ok := q.take("a", 8)
+	if ok || left != 2 || wait != 40*time.Minute {
+		t.Errorf("take = %d, %v, %v; want refused, 2 left, back in 40m", left, wait, ok)
+	}
+	if e := quotaError(8, 2, wait); !strings.Contains(e.message, "Try again in 0:40:00.") {
+		t.Errorf("quota error = %q", e.message)
+	}
+	now = now.Add(40 * time.Minute)
+	if left, _, ok := q.take("a", 8); !ok || left != 2 {
+		t.Errorf("after the refill: %d left, ok %v; want 2, true", left, ok)
 	}
 }
