@@ -132,3 +132,38 @@ func TestUnansweredPingsEndTheSession(t *testing.T) {
 		}
 	})
 }
+
+// Under backpressure a newer progress does not wipe out a pending preview:
+// each kind keeps its own newest message.
+func TestSlowBrowserKeepsPreviews(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		up := &fakeUpstream{script: func(ctx context.Context, _ upstream.Call, emit func(upstream.Event) error) error {
+			emit(&upstream.Started{})
+			emit(&upstream.Partial{Data: []any{"preview"}})
+			for i := range 100 {
+				emit(progress(i))
+			}
+			return emit(&upstream.Completed{Data: []any{"done"}})
+		}}
+		h := start(t, up, session.Config{})
+		h.expect("hello")
+		h.send(`{"type":"submit","id":"p","data":["x"]}`)
+		var partials, progresses int
+		for {
+			time.Sleep(time.Second)
+			m := h.recv()
+			switch m["type"] {
+			case "partial":
+				partials++
+			case "progress":
+				progresses++
+			}
+			if m["type"] == "result" {
+				break
+			}
+		}
+		if partials != 1 || progresses == 0 || progresses > 5 {
+			t.Errorf("%d partials and %d progress messages, want the preview and the newest progress", partials, progresses)
+		}
+	})
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -24,8 +25,8 @@ type job struct {
 	seq int
 
 	// Shared with the job's goroutine.
-	slot      atomic.Pointer[outgoing] // the newest droppable message, not yet written
-	signalled atomic.Bool              // Run has been told to look at slot
+	slots     [nSlots]atomic.Pointer[outgoing] // the newest droppable message of each kind, not yet written
+	signalled atomic.Bool                      // Run has been told to look at the slots
 
 	// Owned by Run.
 	started   time.Time
@@ -56,8 +57,6 @@ type item struct {
 	done bool
 	err  error
 }
-
-type atomicCounter struct{ atomic.Int64 }
 
 func (s *Session) submit(ctx context.Context, m *inbound) error {
 	id := ""
@@ -125,9 +124,6 @@ func (s *Session) relay(it item) error {
 	out := it.out
 	if it.done {
 		out = s.ending(j, it.err)
-		if out == nil {
-			return nil
-		}
 	}
 	if out.kind == "started" {
 		j.started = s.cfg.Now()
@@ -141,8 +137,8 @@ func (s *Session) relay(it item) error {
 // ending makes the terminal message of a job whose Stream returned
 // without one.
 func (s *Session) ending(j *job, err error) *outgoing {
-	if err == nil {
-		return nil // its terminal message came before
+	if err == nil { // an upstream that ended without a terminal event
+		err = &upstream.Error{Code: "internal", Message: "the upstream ended the job without a result"}
 	}
 	if j.cancelled && errors.Is(err, context.Canceled) {
 		out := encode("cancelled", j.id, idMsg{"cancelled", j.id})
@@ -178,26 +174,61 @@ func (s *Session) end(j *job, out *outgoing) {
 	s.cfg.Hooks.JobEnded(st)
 }
 
-// flushOlder writes the job's droppable message if it came before it:
-// messages of a job keep their order.
-func (s *Session) flushOlder(j *job, it item) error {
-	old := j.slot.Load()
-	if old == nil || (!it.done && old.seq > it.out.seq) || !j.slot.CompareAndSwap(old, nil) {
-		return nil // none, or newer: it comes after, through wake
+// The kinds of droppable messages: a newer one replaces an older one of
+// the same kind only.
+const (
+	slotQueued = iota
+	slotProgress
+	slotPartial
+	nSlots
+)
+
+func slotOf(kind string) int {
+	switch kind {
+	case "queued":
+		return slotQueued
+	case "progress":
+		return slotProgress
 	}
-	if s.jobs[j.id] != j {
-		return nil
-	}
-	return s.writeOut(old)
+	return slotPartial
 }
 
-// flushSlot writes the job's newest droppable message, if any.
-func (s *Session) flushSlot(j *job) error {
-	out := j.slot.Swap(nil)
-	if out == nil || s.jobs[j.id] != j {
+// flushOlder writes the job's droppable messages that came before it:
+// messages of a job keep their order.
+func (s *Session) flushOlder(j *job, it item) error {
+	var older []*outgoing
+	for i := range j.slots {
+		old := j.slots[i].Load()
+		if old == nil || (!it.done && old.seq > it.out.seq) || !j.slots[i].CompareAndSwap(old, nil) {
+			continue // none, or newer: it comes after, through wake
+		}
+		older = append(older, old)
+	}
+	return s.writeInOrder(j, older)
+}
+
+// flushSlots writes the job's newest droppable messages, if any.
+func (s *Session) flushSlots(j *job) error {
+	var outs []*outgoing
+	for i := range j.slots {
+		if out := j.slots[i].Swap(nil); out != nil {
+			outs = append(outs, out)
+		}
+	}
+	return s.writeInOrder(j, outs)
+}
+
+func (s *Session) writeInOrder(j *job, outs []*outgoing) error {
+	if len(outs) == 0 || s.jobs[j.id] != j {
 		return nil
 	}
-	return s.writeOut(out)
+	slices.SortFunc(outs, func(a, b *outgoing) int { return a.seq - b.seq })
+	for _, out := range outs {
+		if err := s.writeOut(out); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // writeOut writes a message and, before it, the files it refers to.
@@ -225,8 +256,8 @@ func (s *Session) follow(ctx context.Context, j *job, call upstream.Call) {
 		}
 		j.seq++
 		out.seq = j.seq
-		if droppable {
-			j.slot.Store(out)
+		if droppable && !out.terminal { // (terminal: a message that could not be encoded)
+			j.slots[slotOf(out.kind)].Store(out)
 			if !j.signalled.Swap(true) {
 				select {
 				case s.wake <- j:

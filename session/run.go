@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -35,7 +36,7 @@ type Session struct {
 	wake  chan *job
 	done  chan struct{} // closed when Run stops listening
 
-	fileSeq   atomicCounter
+	fileSeq   atomic.Int64 // file ids, shared by the jobs' goroutines
 	jobsGroup sync.WaitGroup
 }
 
@@ -115,35 +116,30 @@ func (s *Session) Run(ctx context.Context) error {
 		close(upstreamClosed)
 	}()
 	s.close(err)
+	<-upstreamClosed // its jobs' streams have ended: nothing is cancelled out of order
 	cancelJobs()
 	stopPing()
 	helpers.Wait()
 	s.jobsGroup.Wait()
-	<-upstreamClosed
 	return err
 }
 
 // close closes the socket with the code for err.
 func (s *Session) close(err error) {
-	reason := ""
-	switch code := CloseCode(err); code {
-	case websocket.StatusGoingAway:
+	code, reason := CloseCode(err), ""
+	switch {
+	case errors.Is(err, ErrShutdown):
 		reason = "relay shutting down"
-	case websocket.StatusPolicyViolation:
-		reason = map[error]string{ErrSlowConsumer: "slow consumer", ErrProtocol: "too many bad messages", ErrPingTimeout: "ping timeout"}[unwrapSentinel(err)]
-	case websocket.StatusInternalError:
+	case errors.Is(err, ErrSlowConsumer):
+		reason = "slow consumer"
+	case errors.Is(err, ErrProtocol):
+		reason = "too many bad messages"
+	case errors.Is(err, ErrPingTimeout):
+		reason = "ping timeout"
+	case code == websocket.StatusInternalError:
 		reason = "internal error"
 	}
-	_ = s.conn.Close(CloseCode(err), reason)
-}
-
-func unwrapSentinel(err error) error {
-	for _, e := range []error{ErrSlowConsumer, ErrProtocol, ErrPingTimeout} {
-		if errors.Is(err, e) {
-			return e
-		}
-	}
-	return err
+	_ = s.conn.Close(code, reason)
 }
 
 // loop is the owner's loop: it returns the reason the session ends.
@@ -166,7 +162,7 @@ func (s *Session) loop(ctx, jobsCtx context.Context) error {
 			err = s.relay(it)
 		case j := <-s.wake:
 			j.signalled.Store(false)
-			err = s.flushSlot(j)
+			err = s.flushSlots(j)
 		}
 		if err != nil {
 			return err

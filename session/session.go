@@ -111,7 +111,7 @@ type JobStats struct {
 	Endpoint  string
 	Outcome   string        // "completed", "error" or "cancelled"
 	Code      string        // the error code, for Outcome "error"
-	QueueWait time.Duration // from accepted to started (0 if it never started)
+	QueueWait time.Duration // from submit to started (0 if it never started)
 	Duration  time.Duration // from submit to its end
 }
 

@@ -148,7 +148,7 @@ func (s *Session) fetch(ctx context.Context, f upstream.FileData, budget int64) 
 	defer d.Body.Close()
 	size := 512
 	if d.Size > 0 && d.Size <= limit {
-		size = int(d.Size)
+		size = int(d.Size) + 1 // room to read the EOF without growing
 	}
 	buf := make([]byte, 0, size)
 	for {

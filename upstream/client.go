@@ -113,11 +113,37 @@ func New(cfg Config) (*Client, error) {
 	if c.http == nil {
 		c.http = newHTTPClient()
 	}
+	hc := *c.http // a copy, to keep credentials off other hosts
+	hc.CheckRedirect = keepCredentialsHome(c.http.CheckRedirect)
+	c.http = &hc
 	c.header = http.Header{"User-Agent": {"spacerelay"}}
 	if cfg.HFToken != "" {
 		c.header.Set("X-HF-Authorization", "Bearer "+cfg.HFToken)
 	}
 	return c, nil
+}
+
+// credentialHeaders are dropped from a request redirected to another host.
+var credentialHeaders = []string{"X-Hf-Authorization", "Authorization", "X-Ip-Token"}
+
+// keepCredentialsHome wraps a redirect policy (nil: Go's default) so that
+// the HF token and the visitor's token never follow a redirect to another
+// host. Go already drops Authorization and cookies, but not ours.
+func keepCredentialsHome(next func(*http.Request, []*http.Request) error) func(*http.Request, []*http.Request) error {
+	return func(req *http.Request, via []*http.Request) error {
+		if len(via) > 0 && req.URL.Host != via[0].URL.Host {
+			for _, h := range credentialHeaders {
+				req.Header.Del(h)
+			}
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
 }
 
 func newHTTPClient() *http.Client {

@@ -323,7 +323,7 @@ func TestSpaceResolution(t *testing.T) {
 		t.Run(tc.stage+tc.hostStatus, func(t *testing.T) {
 			var auth string
 			hub := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				auth = r.Header.Get("X-Hf-Authorization")
+				auth = r.Header.Get("Authorization")
 				switch r.URL.Path {
 				case "/api/spaces/owner/name/host":
 					if tc.hostStatus != "200" {
@@ -351,7 +351,7 @@ func TestSpaceResolution(t *testing.T) {
 				t.Errorf("BaseURL = %s, want %s", api.BaseURL, app.URL)
 			}
 			if auth != "Bearer hf_x" {
-				t.Errorf("the Hub got X-HF-Authorization %q", auth)
+				t.Errorf("the Hub got Authorization %q, want the HF token", auth)
 			}
 			if err != nil && strings.Contains(err.Error(), "hf_x") {
 				t.Errorf("the error shows the token: %v", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/url"
 	"sort"
 	"strconv"
@@ -136,7 +137,7 @@ func (c *Client) resolve(ctx context.Context) (string, error) {
 	var host struct {
 		Host string `json:"host"`
 	}
-	err := c.getJSON(ctx, c.cfg.HubURL+"/api/spaces/"+c.space+"/host", "hub", &host)
+	err := c.hubJSON(ctx, "/host", &host)
 	if e, ok := err.(*Error); ok && (e.Status == 401 || e.Status == 404) {
 		msg := "Space " + c.space + " does not exist, or it is private and HF_TOKEN is missing or has no access"
 		return "", &Error{Code: CodeUnauthorized, Message: msg, Status: e.Status}
@@ -154,13 +155,32 @@ func (c *Client) resolve(ctx context.Context) (string, error) {
 	return strings.TrimRight(u.String(), "/"), nil
 }
 
+// hubJSON GETs a Space's Hub API path. The Hub takes the HF token as
+// Authorization (X-HF-Authorization is for the Space's proxy).
+func (c *Client) hubJSON(ctx context.Context, path string, v any) error {
+	req, err := c.request(ctx, http.MethodGet, c.cfg.HubURL+"/api/spaces/"+c.space+path, nil, nil)
+	if err != nil {
+		return err
+	}
+	if tok := req.Header.Get("X-Hf-Authorization"); tok != "" {
+		req.Header.Del("X-Hf-Authorization")
+		req.Header.Set("Authorization", tok)
+	}
+	resp, err := c.do(req, "hub")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return decodeBody(resp.Body, "hub", v)
+}
+
 // checkRuntime refuses a Space that is not running, with a reason a person
 // can act on. A Hub that does not answer is not a reason to refuse.
 func (c *Client) checkRuntime(ctx context.Context) error {
 	var rt struct {
 		Stage string `json:"stage"`
 	}
-	if c.getJSON(ctx, c.cfg.HubURL+"/api/spaces/"+c.space+"/runtime", "hub", &rt) != nil {
+	if c.hubJSON(ctx, "/runtime", &rt) != nil {
 		return nil
 	}
 	var why string

@@ -13,6 +13,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // FileData is a file in a job's outputs or inputs: Gradio's FileData.
@@ -87,25 +88,40 @@ func (c *Client) Download(ctx context.Context, f FileData, limit int64) (*Downlo
 		return nil, fmt.Errorf("upstream: download: %w", err)
 	}
 	u.Path += f.Path // the path is the upstream's own: fetched through it, never directly
+	// A body that stops coming for the stream idle limit is broken.
+	ctx, cancel := context.WithCancel(ctx)
+	timer := time.AfterFunc(c.cfg.StreamIdleTimeout, cancel)
+	stop := func() { timer.Stop(); cancel() }
 	req, err := c.request(ctx, http.MethodGet, u.String(), nil, nil)
 	if err != nil {
+		stop()
 		return nil, err
 	}
 	resp, err := c.do(req, "download "+f.Name())
 	if err != nil {
+		stop()
 		return nil, err
 	}
 	d := &Download{Name: f.Name(), Size: resp.ContentLength, MIME: fileMIME(resp.Header.Get("Content-Type"), f)}
 	if limit > 0 && d.Size > limit {
 		resp.Body.Close()
+		stop()
 		return nil, tooLarge(d.Name, d.Size, limit)
 	}
-	d.Body = resp.Body
+	var body io.Reader = &idleReader{r: resp.Body, t: timer, d: c.cfg.StreamIdleTimeout}
 	if limit > 0 {
-		d.Body = &limitedBody{ReadCloser: resp.Body, left: limit, name: d.Name, limit: limit}
+		body = &limitedReader{r: body, left: limit, name: d.Name, limit: limit}
 	}
+	d.Body = &downloadBody{Reader: body, close: func() error { stop(); return resp.Body.Close() }}
 	return d, nil
 }
+
+type downloadBody struct {
+	io.Reader
+	close func() error
+}
+
+func (b *downloadBody) Close() error { return b.close() }
 
 func fileMIME(header string, f FileData) string {
 	if t, _, err := mime.ParseMediaType(header); err == nil && t != "application/octet-stream" {
@@ -125,26 +141,27 @@ func tooLarge(name string, size, limit int64) *Error {
 	return &Error{Code: CodeFileTooLarge, Message: fmt.Sprintf("file %s is %d bytes, over the limit of %d", name, size, limit)}
 }
 
-// limitedBody fails a read past its limit instead of truncating silently.
-type limitedBody struct {
-	io.ReadCloser
+// limitedReader fails a read past its limit instead of truncating silently.
+type limitedReader struct {
+	r     io.Reader
 	left  int64
 	name  string
 	limit int64
 }
 
-func (b *limitedBody) Read(p []byte) (int, error) {
+func (b *limitedReader) Read(p []byte) (int, error) {
 	if b.left <= 0 {
 		var one [1]byte
-		if n, _ := b.ReadCloser.Read(one[:]); n > 0 {
+		n, err := b.r.Read(one[:])
+		if n > 0 {
 			return 0, &Error{Code: CodeFileTooLarge, Message: fmt.Sprintf("file %s is over the limit of %d bytes", b.name, b.limit)}
 		}
-		return b.ReadCloser.Read(p[:0])
+		return 0, err
 	}
 	if int64(len(p)) > b.left {
 		p = p[:b.left]
 	}
-	n, err := b.ReadCloser.Read(p)
+	n, err := b.r.Read(p)
 	b.left -= int64(n)
 	return n, err
 }

@@ -23,7 +23,7 @@ func (m memTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		defer close(finished)
 		m.h.ServeHTTP(w, req)
 		w.send()
-		pw.Close()
+		pw.CloseWithError(req.Context().Err()) // nil: a plain EOF
 	}()
 	go func() { // the client going away ends the handler's writes
 		select {

@@ -5,12 +5,16 @@ import (
 	"errors"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 )
 
 // ErrClosed is returned by Stream for a job of a Session that was closed.
 var ErrClosed = errors.New("upstream: session closed")
+
+// joinTimeout bounds a queue join.
+const joinTimeout = 30 * time.Second
 
 // maxEarly bounds the messages a Session keeps for event ids it does not
 // know yet (a job's first messages can beat the answer to its join).
@@ -124,7 +128,11 @@ func (s *Session) submit(ctx context.Context, api *API, ep *Endpoint, data []any
 	header := s.header.Clone()
 	s.mu.Unlock()
 
-	id, err := s.join(ctx, api, ep, data, header)
+	// The join runs to its end even if ctx ends: a job the upstream queued
+	// must be known, to be cancelled.
+	jctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), joinTimeout)
+	id, err := s.join(jctx, api, ep, data, header)
+	cancel()
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -155,6 +163,12 @@ func (s *Session) submit(ctx context.Context, api *API, ep *Endpoint, data []any
 	}
 	s.jobs[id] = j
 	s.ensureReader(api)
+	if ctx.Err() != nil { // given up while joining
+		close(j.gone)
+		j.cancelWanted = true
+		s.flushCancels()
+		return nil, ctx.Err()
+	}
 	return j, nil
 }
 
@@ -191,6 +205,9 @@ func (s *Session) join(ctx context.Context, api *API, ep *Endpoint, data []any, 
 func (s *Session) follow(ctx context.Context, j *job, t *translator, fn func(Event) error) error {
 	handle := func(m *message) (bool, error) {
 		ev, err := t.event(m)
+		if err != nil && m.Msg != "process_completed" {
+			s.abandon(j) // an unreadable update: the job cannot go on
+		}
 		if err != nil || ev == nil {
 			return err != nil, err
 		}

@@ -135,7 +135,8 @@ func (s *Session) dispatch(ctx context.Context, api *API, m *message) error {
 	s.mu.Lock()
 	j := s.jobs[id]
 	if j == nil {
-		if s.joining > 0 && s.nEarly < maxEarly {
+		// A completion is always kept: without it a job would wait forever.
+		if s.joining > 0 && (s.nEarly < maxEarly || m.Msg == "process_completed") {
 			if s.early == nil {
 				s.early = make(map[string][]*message)
 			}
