@@ -195,7 +195,23 @@ func (c *Client) do(req *http.Request, op string) (*http.Response, error) {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	return nil, httpError(op, resp.StatusCode, resp.Header, body)
+	e := httpError(op, resp.StatusCode, resp.Header, body)
+	redact(e, c.cfg.HFToken, req.Header.Get("X-Ip-Token")) // a server may echo what it got
+	return nil, e
+}
+
+// redact removes secrets from an error's texts.
+func redact(e *Error, secrets ...string) {
+	for _, s := range secrets {
+		if len(s) < 4 {
+			continue
+		}
+		e.Title = strings.ReplaceAll(e.Title, s, "[redacted]")
+		e.Message = strings.ReplaceAll(e.Message, s, "[redacted]")
+		if e.Err != nil && strings.Contains(e.Err.Error(), s) {
+			e.Err = errors.New(strings.ReplaceAll(e.Err.Error(), s, "[redacted]"))
+		}
+	}
 }
 
 // getJSON GETs u and decodes its JSON body into v.

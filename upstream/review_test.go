@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -158,4 +159,18 @@ func TestStalledDownloadFails(t *testing.T) {
 			t.Errorf("gave up after %v, want 45s", time.Since(start))
 		}
 	})
+}
+
+// An upstream that echoes the credentials it got does not put them in errors.
+func TestErrorsRedactEchoedTokens(t *testing.T) {
+	f := &fakeApp{join: func(w http.ResponseWriter, r *http.Request, body map[string]any) {
+		http.Error(w, `{"detail":"bad token `+r.Header.Get("X-Ip-Token")+` / `+r.Header.Get("X-Hf-Authorization")+`"}`, http.StatusBadRequest)
+	}}
+	c := startFake(t, f, upstream.Config{HFToken: "hf_secret_value"})
+	s := c.NewSession(http.Header{"X-Ip-Token": {"visitor-secret-jwt"}})
+	defer s.Close()
+	_, err := run(t.Context(), s, upstream.Call{Data: []any{"x"}})
+	if err == nil || strings.Contains(err.Error(), "secret") {
+		t.Errorf("Stream() = %v, want an error without the tokens", err)
+	}
 }

@@ -21,14 +21,14 @@ type wsClient struct {
 	conn  *websocket.Conn
 	ctx   context.Context // bounds every read and write
 	token string
-	hello message
+	hello relayMsg
 	// backlog holds messages read while waiting for another one, oldest
 	// first; next takes from it before reading the socket.
-	backlog []message
+	backlog []relayMsg
 }
 
-// message is any relay-to-browser text message of PROTOCOL.md section 4.
-type message struct {
+// relayMsg is any relay-to-browser text message of PROTOCOL.md section 4.
+type relayMsg struct {
 	Type string  `json:"type"`
 	ID   *string `json:"id"` // nil: no id (absent or null)
 
@@ -59,7 +59,7 @@ type message struct {
 	Protocol  int            `json:"protocol"`
 	Session   string         `json:"session"`
 	Endpoints []endpointInfo `json:"endpoints"`
-	Limits    *limits        `json:"limits"`
+	Limits    *helloLimits   `json:"limits"`
 	Token     *tokenInfo     `json:"token"`
 
 	raw []byte // the whole text frame
@@ -86,7 +86,7 @@ type endpointInfo struct {
 	} `json:"outputs"`
 }
 
-type limits struct {
+type helloLimits struct {
 	MaxJobs         int64 `json:"max_jobs"`
 	MaxMessageBytes int64 `json:"max_message_bytes"`
 	MaxFileBytes    int64 `json:"max_file_bytes"`
@@ -97,16 +97,16 @@ type tokenInfo struct {
 	ExpiresAt *string `json:"expires_at"`
 }
 
-func (m message) id() string {
+func (m relayMsg) id() string {
 	if m.ID == nil {
 		return ""
 	}
 	return *m.ID
 }
 
-func (m message) String() string { return string(m.raw) }
+func (m relayMsg) String() string { return string(m.raw) }
 
-func (m message) terminal() bool {
+func (m relayMsg) terminal() bool {
 	return m.ID != nil && (m.Type == "result" || m.Type == "error" || m.Type == "cancelled")
 }
 
@@ -121,10 +121,10 @@ func fileRef(raw json.RawMessage) (string, bool) {
 	return *v.File, true
 }
 
-// dial opens a session as a browser of the visitor with token ("" sends
+// dialRelay opens a session as a browser of the visitor with token ("" sends
 // none), offering the spacerelay.v1 subprotocol, and reads its hello.
-func dial(ctx context.Context, r *relayProc, token string) (*wsClient, error) {
-	c, _, err := dialRaw(ctx, r, token)
+func dialRelay(ctx context.Context, r *relayProc, token string) (*wsClient, error) {
+	c, _, err := dialUpgrade(ctx, r, tokenHeader(token))
 	if err != nil {
 		return nil, err
 	}
@@ -141,12 +141,18 @@ func dial(ctx context.Context, r *relayProc, token string) (*wsClient, error) {
 	return c, nil
 }
 
-// dialRaw opens the socket and reads nothing.
-func dialRaw(ctx context.Context, r *relayProc, token string) (*wsClient, *http.Response, error) {
+// tokenHeader returns the upgrade request's headers for a visitor with
+// token ("" sends none).
+func tokenHeader(token string) http.Header {
 	h := http.Header{}
 	if token != "" {
 		h.Set("X-IP-Token", token)
 	}
+	return h
+}
+
+// dialUpgrade opens the socket with the request headers h and reads nothing.
+func dialUpgrade(ctx context.Context, r *relayProc, h http.Header) (*wsClient, *http.Response, error) {
 	conn, resp, err := websocket.Dial(ctx, r.wsURL, &websocket.DialOptions{
 		HTTPClient:   httpClient,
 		HTTPHeader:   h,
@@ -156,11 +162,11 @@ func dialRaw(ctx context.Context, r *relayProc, token string) (*wsClient, *http.
 		return nil, resp, err
 	}
 	conn.SetReadLimit(64 << 20) // files are announced, not limited, by the page
-	return &wsClient{conn: conn, ctx: ctx, token: token}, resp, nil
+	return &wsClient{conn: conn, ctx: ctx, token: h.Get("X-IP-Token")}, resp, nil
 }
 
 // next returns the next message, from the backlog or the socket.
-func (c *wsClient) next() (message, error) {
+func (c *wsClient) next() (relayMsg, error) {
 	if len(c.backlog) > 0 {
 		m := c.backlog[0]
 		c.backlog = c.backlog[1:]
@@ -172,34 +178,34 @@ func (c *wsClient) next() (message, error) {
 // read reads the next message from the socket. A file message comes with
 // its binary frame, which must follow it immediately and have exactly its
 // size (PROTOCOL.md section 4, guarantee 2).
-func (c *wsClient) read() (message, error) {
+func (c *wsClient) read() (relayMsg, error) {
 	typ, b, err := c.conn.Read(c.ctx)
 	if err != nil {
-		return message{}, err
+		return relayMsg{}, err
 	}
 	if typ != websocket.MessageText {
-		return message{}, fmt.Errorf("a binary frame of %d bytes that no file message announced", len(b))
+		return relayMsg{}, fmt.Errorf("a binary frame of %d bytes that no file message announced", len(b))
 	}
-	var m message
+	var m relayMsg
 	if err := json.Unmarshal(b, &m); err != nil {
-		return message{}, fmt.Errorf("text frame %s: %v", b, err)
+		return relayMsg{}, fmt.Errorf("text frame %s: %v", b, err)
 	}
 	m.raw = b
 	if m.Type == "" {
-		return message{}, fmt.Errorf("text frame %s has no type", b)
+		return relayMsg{}, fmt.Errorf("text frame %s has no type", b)
 	}
 	if m.Type != "file" {
 		return m, nil
 	}
 	typ, b, err = c.conn.Read(c.ctx)
 	if err != nil {
-		return message{}, fmt.Errorf("the binary frame after %s: %w", m, err)
+		return relayMsg{}, fmt.Errorf("the binary frame after %s: %w", m, err)
 	}
 	if typ != websocket.MessageBinary {
-		return message{}, fmt.Errorf("%s was followed by the text frame %s, want its %d bytes", m, b, m.Size)
+		return relayMsg{}, fmt.Errorf("%s was followed by the text frame %s, want its %d bytes", m, b, m.Size)
 	}
 	if int64(len(b)) != m.Size {
-		return message{}, fmt.Errorf("%s was followed by a binary frame of %d bytes", m, len(b))
+		return relayMsg{}, fmt.Errorf("%s was followed by a binary frame of %d bytes", m, len(b))
 	}
 	m.bytes = b
 	return m, nil
@@ -207,7 +213,7 @@ func (c *wsClient) read() (message, error) {
 
 // expect returns the first message that match accepts; the others stay in
 // the backlog, in order.
-func (c *wsClient) expect(match func(message) bool) (message, error) {
+func (c *wsClient) expect(match func(relayMsg) bool) (relayMsg, error) {
 	for i, m := range c.backlog {
 		if match(m) {
 			c.backlog = append(c.backlog[:i:i], c.backlog[i+1:]...)
@@ -217,7 +223,7 @@ func (c *wsClient) expect(match func(message) bool) (message, error) {
 	for {
 		m, err := c.read()
 		if err != nil {
-			return message{}, err
+			return relayMsg{}, err
 		}
 		if match(m) {
 			return m, nil
@@ -249,10 +255,10 @@ func (c *wsClient) cancel(id string) error {
 
 // until returns the messages of job id up to and including the first one
 // that stop accepts.
-func (c *wsClient) until(id string, stop func(message) bool) ([]message, error) {
-	var msgs []message
+func (c *wsClient) until(id string, stop func(relayMsg) bool) ([]relayMsg, error) {
+	var msgs []relayMsg
 	for {
-		m, err := c.expect(func(m message) bool { return m.id() == id })
+		m, err := c.expect(func(m relayMsg) bool { return m.id() == id })
 		if err != nil {
 			return msgs, fmt.Errorf("job %s after %d messages: %w", id, len(msgs), err)
 		}
@@ -264,8 +270,8 @@ func (c *wsClient) until(id string, stop func(message) bool) ([]message, error) 
 }
 
 // job returns the messages of job id up to and including its terminal one.
-func (c *wsClient) job(id string) ([]message, error) {
-	return c.until(id, message.terminal)
+func (c *wsClient) job(id string) ([]relayMsg, error) {
+	return c.until(id, relayMsg.terminal)
 }
 
 // quiet sends a ping and reads until its pong: nothing of job id may come
@@ -274,8 +280,8 @@ func (c *wsClient) quiet(id string) error {
 	if err := c.send(map[string]string{"type": "ping"}); err != nil {
 		return err
 	}
-	var late []message
-	_, err := c.expect(func(m message) bool {
+	var late []relayMsg
+	_, err := c.expect(func(m relayMsg) bool {
 		if m.id() == id && id != "" {
 			late = append(late, m)
 			return false
@@ -305,11 +311,11 @@ func (c *wsClient) drop() { c.conn.CloseNow() }
 // started, then progress, log, file and partial, then exactly one terminal
 // message; every file reference in partial and result data names a file
 // message of the same job that came before it. It returns the files by id.
-func checkJob(msgs []message) (map[string]message, error) {
+func checkJob(msgs []relayMsg) (map[string]relayMsg, error) {
 	rank := map[string]int{"accepted": 0, "queued": 1, "started": 2,
 		"progress": 3, "log": 3, "file": 3, "partial": 3,
 		"result": 4, "error": 4, "cancelled": 4}
-	files := make(map[string]message)
+	files := make(map[string]relayMsg)
 	if len(msgs) == 0 {
 		return nil, errors.New("no messages")
 	}
@@ -339,7 +345,7 @@ func checkJob(msgs []message) (map[string]message, error) {
 
 // checkFiles records a file message in files, or checks that the file
 // references of a partial or result name files already in it.
-func checkFiles(files map[string]message, m message) error {
+func checkFiles(files map[string]relayMsg, m relayMsg) error {
 	switch m.Type {
 	case "file":
 		if _, dup := files[m.File]; dup || m.File == "" {
@@ -359,7 +365,7 @@ func checkFiles(files map[string]message, m message) error {
 }
 
 // decodePNG decodes a relayed file as a PNG image.
-func decodePNG(f message) (image.Image, error) {
+func decodePNG(f relayMsg) (image.Image, error) {
 	if f.MIME != "image/png" {
 		return nil, fmt.Errorf("file %s: mime %q, want image/png", f.File, f.MIME)
 	}
@@ -370,8 +376,8 @@ func decodePNG(f message) (image.Image, error) {
 	return img, nil
 }
 
-// info decodes /generate's second output, a JSON text (SPEC.md step 6).
-func info(res message) (out struct {
+// generateInfo decodes /generate's second output, a JSON text (SPEC.md step 6).
+func generateInfo(res relayMsg) (out struct {
 	Token, Prompt string
 	Steps         int
 }, err error) {

@@ -29,7 +29,7 @@ func testCancel(t *testing.T, e *upstreamEnv) {
 
 	for _, j := range []struct {
 		c     *wsClient
-		msgs  []message
+		msgs  []relayMsg
 		label string
 	}{{b, mb, "queued"}, {a, ma, "running"}} {
 		if err := j.c.cancel("c1"); err != nil {
@@ -52,7 +52,7 @@ func testCancel(t *testing.T, e *upstreamEnv) {
 		if err := a.cancel(id); err != nil {
 			t.Fatal(err)
 		}
-		m, err := a.expect(func(m message) bool { return m.Type == "error" })
+		m, err := a.expect(func(m relayMsg) bool { return m.Type == "error" })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -84,7 +84,7 @@ func settledJournal(t *testing.T, ctx context.Context, space, prompt string) str
 	t.Helper()
 	var got string
 	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(pollEvery) {
-		got = events(mustJournal(t, ctx, space, prompt))
+		got = journalEvents(mustJournal(t, ctx, space, prompt))
 		if got != "" && !strings.HasSuffix(got, "started") {
 			break
 		}
@@ -100,7 +100,7 @@ func testDrop(t *testing.T, e *upstreamEnv) {
 	mustSubmit(t, c, "d", "/generate", map[string]any{"prompt": prompt, "steps": steps})
 	mustUntil(t, c, "d", "running", isProgress)
 	first := time.Now()
-	mustUntil(t, c, "d", "at step 2", func(m message) bool {
+	mustUntil(t, c, "d", "at step 2", func(m relayMsg) bool {
 		return isProgress(m) && len(m.Steps) == 1 && m.Steps[0].Index != nil && *m.Steps[0].Index >= 2
 	})
 	step := time.Since(first) / 2
@@ -123,7 +123,7 @@ func testDrop(t *testing.T, e *upstreamEnv) {
 	}
 	next := e.visitor(t, ctx)
 	mustSubmit(t, next, "n", "/generate", map[string]any{"prompt": "after drop", "steps": 1})
-	msgs := mustUntil(t, next, "n", "started", func(m message) bool { return m.Type == "started" })
+	msgs := mustUntil(t, next, "n", "started", func(m relayMsg) bool { return m.Type == "started" })
 	if waited := time.Since(dropped); waited > dropBound {
 		t.Errorf("a job submitted after the drop started %v after it, want within %v (the dropped job had %v left)",
 			waited.Round(time.Millisecond), dropBound, left)
@@ -160,7 +160,7 @@ func testLeaks(t *testing.T, e *upstreamEnv) {
 	base := start["go_goroutines"]
 	if !e.hasJournal() { // the embedded demo Space
 		sessionsRound(t, ctx, r)
-		base = settled(t, ctx, r)
+		base = settledGoroutines(t, ctx, r)
 	}
 	sessionsRound(t, ctx, r)
 	sessionsRound(t, ctx, r)
@@ -213,9 +213,9 @@ func sessionsRound(t *testing.T, ctx context.Context, r *relayProc) {
 	}
 }
 
-// settled waits until no session is open and the goroutine count holds
+// settledGoroutines waits until no session is open and the goroutine count holds
 // still for half a second, and returns that count.
-func settled(t *testing.T, ctx context.Context, r *relayProc) float64 {
+func settledGoroutines(t *testing.T, ctx context.Context, r *relayProc) float64 {
 	t.Helper()
 	last := -1.0
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
@@ -246,7 +246,7 @@ func leaveLike(c *wsClient, how int) error {
 		}
 		return c.close()
 	case 1: // cancelled, then a normal close
-		if _, err := c.until(id, func(m message) bool { return m.Type == "accepted" }); err != nil {
+		if _, err := c.until(id, func(m relayMsg) bool { return m.Type == "accepted" }); err != nil {
 			return err
 		}
 		if err := c.cancel(id); err != nil {
@@ -261,7 +261,7 @@ func leaveLike(c *wsClient, how int) error {
 		}
 		return c.close()
 	default: // gone with its job unfinished
-		if _, err := c.until(id, func(m message) bool { return m.Type == "accepted" }); err != nil {
+		if _, err := c.until(id, func(m relayMsg) bool { return m.Type == "accepted" }); err != nil {
 			return err
 		}
 		c.drop()
@@ -295,7 +295,7 @@ func testSigterm(t *testing.T, e *upstreamEnv) {
 	var wg sync.WaitGroup
 	for _, c := range []*wsClient{running, queued, idle} {
 		wg.Go(func() {
-			var seen []message
+			var seen []relayMsg
 			for {
 				m, err := c.next()
 				if err == nil {
@@ -327,16 +327,18 @@ func testSigterm(t *testing.T, e *upstreamEnv) {
 	if got, err := waitJournal(ctx, e.space, pr, "started cancelled", signalled, 5*time.Second); err != nil {
 		t.Errorf("the running job: %v (got %q)", err, got)
 	}
-	if got := settledJournal(t, ctx, e.space, pq); got != "" && (e.dequeues || !strings.HasPrefix(got, "started")) {
+	// Gradio 5 cannot take a queued job out of its queue: it may run it
+	// once the relay is gone.
+	got := settledJournal(t, ctx, e.space, pq)
+	if got != "" && (e.dequeues || !strings.HasPrefix(got, "started")) {
 		t.Errorf("the queued job: journal %q, want it never to run", got)
-	} else if got != "" {
-		t.Logf("Gradio 5 runs a cancelled queued job later: %q", got)
 	}
+	t.Logf("journal of the queued job: %q", got)
 }
 
 func mustJournal(t *testing.T, ctx context.Context, space, prompt string) []journalEntry {
 	t.Helper()
-	j, err := journal(ctx, space, prompt)
+	j, err := readJournal(ctx, space, prompt)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -324,9 +324,9 @@ func httpGet(ctx context.Context, url string) (int, []byte, error) {
 	return resp.StatusCode, buf.Bytes(), err
 }
 
-// journal returns the events the test Space recorded for prompt, oldest
+// readJournal returns the events the test Space recorded for prompt, oldest
 // first (testdata/gradio/SPEC.md, "The journal").
-func journal(ctx context.Context, spaceURL, prompt string) ([]journalEntry, error) {
+func readJournal(ctx context.Context, spaceURL, prompt string) ([]journalEntry, error) {
 	code, body, err := httpGet(ctx, spaceURL+"/fixture/journal")
 	if err != nil {
 		return nil, err
@@ -350,7 +350,7 @@ type journalEntry struct {
 	Event, Endpoint, Prompt, Token, Session string
 }
 
-func events(entries []journalEntry) string {
+func journalEvents(entries []journalEntry) string {
 	var evs []string
 	for _, e := range entries {
 		evs = append(evs, e.Event)
@@ -364,11 +364,11 @@ func events(entries []journalEntry) string {
 func waitJournal(ctx context.Context, spaceURL, prompt, want string, start time.Time, within time.Duration) (string, error) {
 	deadline := start.Add(within)
 	for {
-		entries, err := journal(ctx, spaceURL, prompt)
+		entries, err := readJournal(ctx, spaceURL, prompt)
 		if err != nil {
 			return "", err
 		}
-		got := events(entries)
+		got := journalEvents(entries)
 		if got == want {
 			return got, nil
 		}

@@ -30,8 +30,8 @@ import (
 	"go.uber.org/goleak"
 )
 
-// stepSeconds is the real Gradio Space's sleep per step.
-const stepSeconds = 0.05
+// gradioStepSeconds is the real Gradio Space's sleep per step.
+const gradioStepSeconds = 0.05
 
 // scenarioTimeout bounds each scenario.
 const scenarioTimeout = 60 * time.Second
@@ -49,7 +49,7 @@ type upstreamEnv struct {
 	dequeues bool
 }
 
-var scenarios = []struct {
+var e2eScenarios = []struct {
 	name string
 	run  func(t *testing.T, e *upstreamEnv)
 }{
@@ -82,7 +82,7 @@ func TestE2E(t *testing.T) {
 		for _, py := range gradiotest.Pythons(t) {
 			t.Run(py.Version, func(t *testing.T) {
 				t.Parallel()
-				srv := gradiotest.Start(t, py, gradiotest.Options{StepSeconds: stepSeconds})
+				srv := gradiotest.Start(t, py, gradiotest.Options{StepSeconds: gradioStepSeconds})
 				e := &upstreamEnv{name: "gradio-" + py.Version, bin: bin, space: srv.URL,
 					dequeues: !strings.HasPrefix(py.Version, "5.")}
 				runScenarios(t, e)
@@ -94,7 +94,7 @@ func TestE2E(t *testing.T) {
 func runScenarios(t *testing.T, e *upstreamEnv) {
 	start := time.Now()
 	e.relay = startRelay(t, e.bin, e.space)
-	for _, sc := range scenarios {
+	for _, sc := range e2eScenarios {
 		t.Run(sc.name, func(t *testing.T) { sc.run(t, e) })
 	}
 	t.Logf("%s: scenarios took %v", e.name, time.Since(start).Round(time.Millisecond))
@@ -128,7 +128,7 @@ func fakeJWT(exp time.Time) string {
 // The socket is dropped at the end of the test if it is still open.
 func visit(t *testing.T, ctx context.Context, r *relayProc, token string) *wsClient {
 	t.Helper()
-	c, err := dial(ctx, r, token)
+	c, err := dialRelay(ctx, r, token)
 	if err != nil {
 		t.Fatalf("visitor %s: %v", digest(token), err)
 	}
@@ -152,7 +152,7 @@ func mustSubmit(t *testing.T, c *wsClient, id, endpoint string, inputs map[strin
 
 // mustJob reads job id to its end and checks it with checkJob. It returns
 // the job's messages and its files.
-func mustJob(t *testing.T, c *wsClient, id string) ([]message, map[string]message) {
+func mustJob(t *testing.T, c *wsClient, id string) ([]relayMsg, map[string]relayMsg) {
 	t.Helper()
 	msgs, err := c.job(id)
 	if err != nil {
@@ -167,7 +167,7 @@ func mustJob(t *testing.T, c *wsClient, id string) ([]message, map[string]messag
 
 // mustUntil reads job id until stop accepts a message, or fails the test if
 // the job ends first.
-func mustUntil(t *testing.T, c *wsClient, id string, what string, stop func(message) bool) []message {
+func mustUntil(t *testing.T, c *wsClient, id string, what string, stop func(relayMsg) bool) []relayMsg {
 	t.Helper()
 	msgs, err := c.until(id, stop)
 	if err != nil {
@@ -179,12 +179,12 @@ func mustUntil(t *testing.T, c *wsClient, id string, what string, stop func(mess
 	return msgs
 }
 
-func isProgress(m message) bool { return m.Type == "progress" }
-func isQueued(m message) bool   { return m.Type == "queued" }
+func isProgress(m relayMsg) bool { return m.Type == "progress" }
+func isQueued(m relayMsg) bool   { return m.Type == "queued" }
 
 // mustResult reads job id to its end and returns its result, or fails the
 // test if it ended otherwise.
-func mustResult(t *testing.T, c *wsClient, id string) message {
+func mustResult(t *testing.T, c *wsClient, id string) relayMsg {
 	t.Helper()
 	msgs, _ := mustJob(t, c, id)
 	last := msgs[len(msgs)-1]
@@ -196,7 +196,7 @@ func mustResult(t *testing.T, c *wsClient, id string) message {
 
 // mustError reads job id to its end, and checks that it is an error with
 // one of codes.
-func mustError(t *testing.T, c *wsClient, id string, codes ...string) message {
+func mustError(t *testing.T, c *wsClient, id string, codes ...string) relayMsg {
 	t.Helper()
 	msgs, _ := mustJob(t, c, id)
 	last := msgs[len(msgs)-1]
@@ -209,7 +209,7 @@ func mustError(t *testing.T, c *wsClient, id string, codes ...string) message {
 	return last
 }
 
-func dump(msgs []message) string {
+func dump(msgs []relayMsg) string {
 	var b strings.Builder
 	for _, m := range msgs {
 		b.Write(m.raw)

@@ -32,6 +32,7 @@ import (
 	"github.com/spacerelay/spacerelay/session"
 	"github.com/spacerelay/spacerelay/upstream"
 	"github.com/spacerelay/spacerelay/upstream/demospace"
+	"github.com/spacerelay/spacerelay/web"
 )
 
 func main() {
@@ -164,7 +165,7 @@ func newServer(cfg config, up *upstream.Client, logger *slog.Logger) *relay.Serv
 	return &relay.Server{
 		Upstream:            session.ClientUpstream(up),
 		API:                 up.API,
-		Static:              nil, // TODO: web.FS once package web exists
+		Static:              web.FS,
 		Logger:              logger,
 		OriginPatterns:      cfg.origins,
 		TokenHeader:         cfg.tokenHeader,

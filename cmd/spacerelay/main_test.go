@@ -303,7 +303,7 @@ func TestRunHFToken(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	got := make(chan string, 10)
 	hub := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got <- r.URL.Path + " " + r.Header.Get("X-HF-Authorization")
+		got <- r.URL.Path + " " + r.Header.Get("Authorization")
 		http.Error(w, "no such space (hf_hub_secret)", http.StatusNotFound)
 	}))
 	defer hub.Close()
