@@ -9,6 +9,7 @@
 package relay
 
 import (
+	"cmp"
 	"context"
 	"io/fs"
 	"log/slog"
@@ -89,13 +90,18 @@ type Server struct {
 	// means the upstream's only endpoint, if it has exactly one.
 	DefaultEndpoint string
 
-	// MaxJobs, MaxFileBytes, MaxJobBytes, WriteTimeout and PingInterval
-	// configure each session, as the fields of session.Config of the same
-	// names; zero means that package's default.
+	// MaxJobs, MaxFileBytes, MaxJobBytes and WriteTimeout configure each
+	// session, as the fields of session.Config of the same names; zero
+	// means that package's default.
 	MaxJobs      int
 	MaxFileBytes int64
 	MaxJobBytes  int64
 	WriteTimeout time.Duration
+
+	// PingInterval is the time between WebSocket pings of every session,
+	// from one timer shared by all of them (session.Ticker). A browser that
+	// does not answer before the next ping is disconnected. Zero means 30 s;
+	// negative disables pings.
 	PingInterval time.Duration
 
 	// MaxMessageBytes is the largest message a browser may send: the
@@ -111,6 +117,7 @@ type Server struct {
 	hooks   session.Hooks
 	base    context.Context // the sessions' and discovery's context
 	stop    context.CancelFunc
+	pings   *session.Ticker // nil when pings are off
 
 	api atomic.Pointer[upstream.API] // set once discovery succeeds
 
@@ -136,6 +143,9 @@ const (
 func (s *Server) init() {
 	s.initOnce.Do(func() {
 		s.base, s.stop = context.WithCancel(context.Background())
+		if s.PingInterval >= 0 {
+			s.pings = session.NewTicker(cmp.Or(s.PingInterval, 30*time.Second))
+		}
 		s.perToken = make(map[tokenKey]int)
 		s.metrics = newMetrics()
 		s.hooks = s.metrics.hooks()
@@ -186,6 +196,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining = true
 	s.mu.Unlock()
 	s.stop()
+	s.pings.Stop()
 
 	done := make(chan struct{})
 	go func() {

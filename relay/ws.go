@@ -70,7 +70,8 @@ func (s *Server) sessionConfig(id string, api *upstream.API, token string) sessi
 		MaxFileBytes:    s.MaxFileBytes,
 		MaxJobBytes:     s.MaxJobBytes,
 		WriteTimeout:    s.WriteTimeout,
-		PingInterval:    s.PingInterval,
+		Pings:           s.pings,
+		PingInterval:    s.PingInterval, // negative: no pings
 		Hooks:           s.hooks,
 	}
 }

@@ -37,6 +37,9 @@ type Session struct {
 	done  chan struct{} // closed when Run stops listening
 
 	fileSeq   atomic.Int64 // file ids, shared by the jobs' goroutines
+	helpers   sync.WaitGroup
+	pongs     chan error // the answer to the ping in flight
+	pinging   bool       // owned by Run
 	jobsGroup sync.WaitGroup
 }
 
@@ -50,6 +53,7 @@ func New(cfg Config, conn Conn, up Upstream) *Session {
 		items: make(chan item),
 		wake:  make(chan *job, cfg.MaxJobs),
 		done:  make(chan struct{}),
+		pongs: make(chan error, 1),
 	}
 }
 
@@ -101,13 +105,13 @@ func (s *Session) Run(ctx context.Context) error {
 	s.visitor = s.up.Open(h)
 	jobsCtx, cancelJobs := context.WithCancel(context.WithoutCancel(ctx))
 	pingCtx, stopPing := context.WithCancel(context.WithoutCancel(ctx))
-	var helpers sync.WaitGroup
-	helpers.Go(s.readLoop) // ends when the socket closes, never by ctx
-	if s.cfg.PingInterval > 0 {
-		helpers.Go(func() { s.keepalive(pingCtx) })
+	s.helpers.Go(s.readLoop) // ends when the socket closes, never by ctx
+	if s.cfg.Pings == nil && s.cfg.PingInterval > 0 {
+		s.cfg.Pings = NewTicker(s.cfg.PingInterval)
+		defer s.cfg.Pings.Stop()
 	}
 
-	err := s.loop(ctx, jobsCtx)
+	err := s.loop(ctx, jobsCtx, pingCtx)
 
 	close(s.done)
 	upstreamClosed := make(chan struct{})
@@ -119,7 +123,7 @@ func (s *Session) Run(ctx context.Context) error {
 	<-upstreamClosed // its jobs' streams have ended: nothing is cancelled out of order
 	cancelJobs()
 	stopPing()
-	helpers.Wait()
+	s.helpers.Wait()
 	s.jobsGroup.Wait()
 	return err
 }
@@ -143,7 +147,7 @@ func (s *Session) close(err error) {
 }
 
 // loop is the owner's loop: it returns the reason the session ends.
-func (s *Session) loop(ctx, jobsCtx context.Context) error {
+func (s *Session) loop(ctx, jobsCtx, pingCtx context.Context) error {
 	hello, err := s.hello()
 	if err != nil {
 		return fmt.Errorf("session: hello: %w", err)
@@ -151,11 +155,17 @@ func (s *Session) loop(ctx, jobsCtx context.Context) error {
 	if err := s.write(websocket.MessageText, hello); err != nil {
 		return err
 	}
+	tick := s.cfg.Pings.C()
 	for {
 		var err error
 		select {
 		case <-ctx.Done():
 			return ErrShutdown
+		case <-tick:
+			tick = s.cfg.Pings.C()
+			s.ping(pingCtx)
+		case err = <-s.pongs:
+			s.pinging = false
 		case m := <-s.in:
 			err = s.handle(jobsCtx, m)
 		case it := <-s.items:
@@ -257,33 +267,26 @@ func readError(err error) error {
 	return fmt.Errorf("%w: %v", ErrClientGone, err)
 }
 
-// keepalive pings the browser every PingInterval until ctx is done.
-func (s *Session) keepalive(ctx context.Context) {
-	t := time.NewTicker(s.cfg.PingInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		pctx, cancel := context.WithTimeout(ctx, s.cfg.PingInterval)
-		err := s.conn.Ping(pctx)
-		cancel()
-		if err == nil {
-			continue
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		reason := ErrClientGone
-		if errors.Is(err, context.DeadlineExceeded) {
-			reason = ErrPingTimeout
-		}
-		select {
-		case s.in <- fromBrowser{err: fmt.Errorf("%w: %v", reason, err)}:
-		case <-s.done:
-		}
+// ping pings the browser in the background, unless a ping is in flight:
+// its answer comes to Run on pongs. No answer before the next tick ends
+// the session.
+func (s *Session) ping(ctx context.Context) {
+	if s.pinging {
 		return
 	}
+	s.pinging = true
+	s.helpers.Go(func() {
+		pctx, cancel := context.WithTimeout(ctx, s.cfg.Pings.Interval())
+		defer cancel()
+		err := s.conn.Ping(pctx)
+		switch {
+		case err == nil || ctx.Err() != nil:
+			err = nil
+		case errors.Is(err, context.DeadlineExceeded):
+			err = fmt.Errorf("%w: %v", ErrPingTimeout, err)
+		default:
+			err = fmt.Errorf("%w: %v", ErrClientGone, err)
+		}
+		s.pongs <- err // buffered: one ping at a time
+	})
 }

@@ -5,8 +5,9 @@
 // One goroutine owns a Session: Run. It alone reads and changes the
 // session's state and it alone writes to the WebSocket, so the Session has
 // no mutex. Helpers own nothing and talk to Run over channels: a read loop,
-// a keepalive pinger, and one goroutine per job that follows the job
-// upstream, fetches its files and encodes its messages.
+// a ping while one is in flight, and one goroutine per job that follows the
+// job upstream, fetches its files and encodes its messages. An idle session
+// is two goroutines: Run and its read loop.
 package session
 
 import (
@@ -86,9 +87,13 @@ type Config struct {
 	// WriteTimeout bounds every write to the socket; a browser that cannot
 	// take a message in time is disconnected. Defaults to 10 s.
 	WriteTimeout time.Duration
-	// PingInterval is the time between WebSocket pings; a browser that does
-	// not answer within PingInterval is disconnected. Defaults to 30 s;
-	// negative disables pings.
+	// Pings says when to ping the browser (WebSocket ping); a browser that
+	// does not answer before the next tick is disconnected. Share one
+	// Ticker among all sessions. Nil means a Ticker of the session's own
+	// every PingInterval.
+	Pings *Ticker
+	// PingInterval is used when Pings is nil. Defaults to 30 s; negative
+	// disables pings.
 	PingInterval time.Duration
 
 	// Now is the clock, for token expiry. Defaults to time.Now.

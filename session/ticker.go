@@ -1,0 +1,66 @@
+package session
+
+import (
+	"sync"
+	"time"
+)
+
+// A Ticker tells many sessions when to ping their browsers, with one timer
+// for all of them: an idle session then costs no timer and no goroutine of
+// its own. The zero Ticker never ticks; make one with NewTicker.
+type Ticker struct {
+	interval time.Duration
+
+	mu      sync.Mutex
+	ch      chan struct{} // closed at the next tick
+	timer   *time.Timer
+	stopped bool
+}
+
+// NewTicker returns a Ticker that ticks every interval until Stop.
+func NewTicker(interval time.Duration) *Ticker {
+	t := &Ticker{interval: interval, ch: make(chan struct{})}
+	t.timer = time.AfterFunc(interval, t.tick)
+	return t
+}
+
+func (t *Ticker) tick() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stopped {
+		return
+	}
+	close(t.ch)
+	t.ch = make(chan struct{})
+	t.timer.Reset(t.interval)
+}
+
+// C returns a channel that is closed at the next tick. Nil for a zero
+// Ticker: it blocks for ever.
+func (t *Ticker) C() <-chan struct{} {
+	if t == nil {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.ch
+}
+
+// Interval returns the time between ticks.
+func (t *Ticker) Interval() time.Duration {
+	if t == nil {
+		return 0
+	}
+	return t.interval
+}
+
+// Stop stops the Ticker; it never ticks again.
+func (t *Ticker) Stop() {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.stopped = true
+	t.timer.Stop()
+}
