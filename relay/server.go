@@ -32,6 +32,7 @@ const Subprotocol = "spacerelay.v1"
 //
 //	GET /               index.html from Static
 //	GET /spacerelay.js  spacerelay.js from Static
+//	GET /spacerelay.d.ts its TypeScript types, from Static
 //	GET /healthz        200 while the process serves
 //	GET /readyz         200 when the upstream's API is known and the Server is not draining, else 503
 //	GET /metrics        Prometheus metrics, from a registry of the Server's own
@@ -152,6 +153,7 @@ func (s *Server) init() {
 		s.mux = http.NewServeMux()
 		s.mux.HandleFunc("GET /{$}", s.static("index.html"))
 		s.mux.HandleFunc("GET /spacerelay.js", s.static("spacerelay.js"))
+		s.mux.HandleFunc("GET /spacerelay.d.ts", s.static("spacerelay.d.ts"))
 		s.mux.HandleFunc("GET /healthz", s.healthz)
 		s.mux.HandleFunc("GET /readyz", s.readyz)
 		s.mux.Handle("GET /metrics", s.metrics.handler())

@@ -18,8 +18,9 @@ import (
 func TestRoutes(t *testing.T) {
 	t.Parallel()
 	static := fstest.MapFS{
-		"index.html":    {Data: []byte("<!doctype html><title>demo</title>")},
-		"spacerelay.js": {Data: []byte("export function connect() {}")},
+		"index.html":      {Data: []byte("<!doctype html><title>demo</title>")},
+		"spacerelay.js":   {Data: []byte("export function connect() {}")},
+		"spacerelay.d.ts": {Data: []byte("export declare function connect(): void;")},
 	}
 	withStatic := start(t, &relay.Server{Static: static})
 	without := start(t, &relay.Server{})
@@ -31,6 +32,7 @@ func TestRoutes(t *testing.T) {
 	}{
 		{withStatic + "/", 200, "text/html", "<title>demo</title>"},
 		{withStatic + "/spacerelay.js", 200, "text/javascript", "export function connect"},
+		{withStatic + "/spacerelay.d.ts", 200, "", "declare function connect"},
 		{withStatic + "/index.html", 404, "", ""},
 		{withStatic + "/nothing", 404, "", ""},
 		{without + "/", 404, "", ""},

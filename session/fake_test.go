@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/spacerelay/spacerelay/session"
 	"github.com/spacerelay/spacerelay/upstream"
@@ -20,6 +21,9 @@ type fakeUpstream struct {
 	mu      sync.Mutex
 	headers []http.Header
 	closed  int
+	joins   []any // the first input of each job, in the order they joined
+	// joinDelay, if set, is how long each job's join takes, by first input.
+	joinDelay map[any]time.Duration
 }
 
 func (f *fakeUpstream) Open(h http.Header) session.Visitor {
@@ -49,6 +53,14 @@ func (f *fakeUpstream) closes() int {
 type fakeVisitor struct{ f *fakeUpstream }
 
 func (v *fakeVisitor) Stream(ctx context.Context, call upstream.Call, fn func(upstream.Event) error) error {
+	var first any
+	if len(call.Data) > 0 {
+		first = call.Data[0]
+	}
+	time.Sleep(v.f.joinDelay[first])
+	v.f.mu.Lock()
+	v.f.joins = append(v.f.joins, first)
+	v.f.mu.Unlock()
 	if err := fn(&upstream.Accepted{EventID: "ev"}); err != nil {
 		return err
 	}

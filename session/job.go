@@ -93,7 +93,9 @@ func (s *Session) submit(ctx context.Context, m *inbound) error {
 	j := &job{id: id, endpoint: ep.Name, cancel: cancel, start: s.cfg.Now()}
 	s.jobs[id] = j
 	s.nJobs++
-	s.jobsGroup.Go(func() { s.follow(jctx, j, call) })
+	prev, joined := s.lastJoin, make(chan struct{})
+	s.lastJoin = joined
+	s.jobsGroup.Go(func() { s.follow(jctx, j, call, prev, joined) })
 	return nil
 }
 
@@ -244,9 +246,40 @@ func (s *Session) writeOut(out *outgoing) error {
 	return s.write(websocket.MessageText, out.msg)
 }
 
-// follow runs a job upstream; it is the job's goroutine.
-func (s *Session) follow(ctx context.Context, j *job, call upstream.Call) {
-	err := s.visitor.Stream(ctx, call, func(ev upstream.Event) error {
+// follow runs a job upstream; it is the job's goroutine. Jobs join the
+// upstream queue in the order they were submitted: each waits until the
+// one before it has joined (prev), and then tells the next (joined).
+func (s *Session) follow(ctx context.Context, j *job, call upstream.Call, prev <-chan struct{}, joined chan struct{}) {
+	isJoined := false
+	join := func() {
+		if !isJoined {
+			isJoined = true
+			close(joined)
+		}
+	}
+	defer join()
+	if prev != nil {
+		select {
+		case <-prev:
+		case <-ctx.Done():
+		}
+	}
+	err := ctx.Err() // given up while waiting its turn
+	if err == nil {
+		err = s.stream(ctx, j, call, join)
+	}
+	select {
+	case s.items <- item{j: j, done: true, err: err}:
+	case <-s.done:
+	}
+}
+
+// stream follows the job upstream, handing its messages to Run.
+func (s *Session) stream(ctx context.Context, j *job, call upstream.Call, joined func()) error {
+	return s.visitor.Stream(ctx, call, func(ev upstream.Event) error {
+		if _, ok := ev.(*upstream.Accepted); ok {
+			joined()
+		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -273,8 +306,4 @@ func (s *Session) follow(ctx context.Context, j *job, call upstream.Call) {
 			return ctx.Err()
 		}
 	})
-	select {
-	case s.items <- item{j: j, done: true, err: err}:
-	case <-s.done:
-	}
 }

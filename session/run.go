@@ -28,7 +28,10 @@ type Session struct {
 	visitor Visitor
 	jobs    map[string]*job
 	nJobs   int // jobs submitted in all
-	bad     int // bad messages in a row
+	// lastJoin is closed when the last submitted job has joined the
+	// upstream queue (or given up): the next job joins after it.
+	lastJoin chan struct{}
+	bad      int // bad messages in a row
 
 	// Channels from the helpers to Run.
 	in    chan fromBrowser

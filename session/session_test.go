@@ -353,3 +353,26 @@ func TestBrowserGoneTearsDown(t *testing.T) {
 		}
 	})
 }
+
+// Jobs join the upstream queue in the order the page submitted them.
+func TestJobsJoinInOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		up := &fakeUpstream{script: script(false, &upstream.Completed{Data: []any{"ok"}}),
+			joinDelay: map[any]time.Duration{"slow": time.Second}}
+		h := start(t, up, session.Config{MaxJobs: 3})
+		h.expect("hello")
+		h.send(`{"type":"submit","id":"a","data":["slow"]}`)
+		h.send(`{"type":"submit","id":"b","data":["fast"]}`)
+		var ids []string
+		for len(ids) < 4 {
+			m := h.recv()
+			ids = append(ids, m["type"].(string)+":"+m["id"].(string))
+		}
+		if got := strings.Join(ids, " "); got != "accepted:a result:a accepted:b result:b" && got != "accepted:a accepted:b result:a result:b" {
+			t.Errorf("messages %s, want a accepted before b", got)
+		}
+		if fmt.Sprint(up.joins) != "[slow fast]" {
+			t.Errorf("joined upstream in the order %v, want [slow fast]", up.joins)
+		}
+	})
+}
