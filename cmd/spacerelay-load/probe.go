@@ -1,0 +1,162 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// probeClient reads the relay's /metrics and pprof listener. Probes are
+// few: no connection is kept.
+var probeClient = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+	DialContext: loopbackDialer().DialContext, DisableKeepAlives: true}}
+
+// scrape reads the unlabelled samples of a Prometheus text exposition.
+func scrape(u string) (map[string]float64, error) {
+	resp, err := probeClient.Get(u)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("metrics: %s answered %s", u, resp.Status)
+	}
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' || strings.ContainsRune(line, '{') {
+			continue
+		}
+		name, val, ok := strings.Cut(line, " ")
+		if f, err := strconv.ParseFloat(strings.TrimSpace(val), 64); ok && err == nil {
+			out[name] = f
+		}
+	}
+	return out, sc.Err()
+}
+
+// get fetches u and returns its body.
+func get(u string) ([]byte, error) {
+	resp, err := probeClient.Get(u)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s answered %s", u, resp.Status)
+	}
+	return io.ReadAll(resp.Body)
+}
+
+// saveProfile writes the pprof profile name (with query) to dir/file.
+func saveProfile(pprofURL, query, dir, file string) error {
+	b, err := get(pprofURL + "/debug/pprof/" + query)
+	if err != nil {
+		return fmt.Errorf("profile %s: %w", query, err)
+	}
+	return os.WriteFile(filepath.Join(dir, file), b, 0o644)
+}
+
+// vmRSS reads a process's resident set size from /proc.
+func vmRSS(pid int) (int64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, errors.New("no VmRSS in /proc/" + strconv.Itoa(pid) + "/status")
+}
+
+// spawn starts "spacerelay-load <sub> args" and returns its ready line.
+// stop ends it (SIGTERM, then SIGKILL after 20 s).
+func spawn(ctx context.Context, stderr io.Writer, sub string, args ...string) (r ready, stop func(), err error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return r, nil, fmt.Errorf("spawn: %w", err)
+	}
+	cmd := exec.Command(exe, append([]string{sub}, args...)...)
+	cmd.Stderr = stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return r, nil, fmt.Errorf("spawn: %w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		return r, nil, fmt.Errorf("spawn: %w", err)
+	}
+	stop = func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		t := time.AfterFunc(20*time.Second, func() { cmd.Process.Kill() })
+		cmd.Wait()
+		t.Stop()
+	}
+	line := make(chan []byte, 1)
+	go func() {
+		b, _ := bufio.NewReader(out).ReadBytes('\n')
+		line <- b
+		io.Copy(io.Discard, out)
+	}()
+	select {
+	case b := <-line:
+		err = json.Unmarshal(b, &r)
+	case <-time.After(30 * time.Second):
+		err = errors.New("no ready line in 30 s")
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if err != nil {
+		stop()
+		return r, nil, fmt.Errorf("spawn: %s %s: %w", exe, sub, err)
+	}
+	fmt.Fprintf(stderr, "spacerelay-load: spawned pid %d: %s\n", r.PID, strings.Join(cmd.Args[1:], " "))
+	return r, stop, nil
+}
+
+// maybeSpawn, if cfg says --spawn, starts a relay to measure and points
+// cfg at it: "serve" with serveArgs, in front of an embedded demo Space,
+// or, when demoArgs is not nil, in front of a "demo" process of its own
+// with demoArgs. stop is never nil.
+func maybeSpawn(ctx context.Context, cfg *config, stderr io.Writer, demoArgs, serveArgs []string) (stop func(), err error) {
+	if !cfg.spawn {
+		return func() {}, nil
+	}
+	stops := []func(){}
+	stop = func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+	}
+	args := []string{"--listen", "127.0.0.1:0", "--pprof", "127.0.0.1:0"}
+	if demoArgs != nil {
+		d, dstop, err := spawn(ctx, stderr, "demo", demoArgs...)
+		if err != nil {
+			return nil, err
+		}
+		stops = append(stops, dstop)
+		args = append(args, "--upstream", d.Upstream)
+	}
+	r, rstop, err := spawn(ctx, stderr, "serve", append(append(args, serveArgs...), cfg.serveArgs...)...)
+	if err != nil {
+		stop()
+		return nil, err
+	}
+	stops = append(stops, rstop)
+	cfg.url, cfg.metricsURL, cfg.pprofURL, cfg.upstreamURL, cfg.pid = r.URL, r.Metrics, r.Pprof, r.Upstream, r.PID
+	return stop, nil
+}
