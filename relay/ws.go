@@ -1,9 +1,11 @@
 package relay
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -27,20 +29,48 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, ref)
 		return
 	}
-	defer s.release(key, token != "")
 
-	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+	c, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{
 		Subprotocols:   []string{Subprotocol},
 		OriginPatterns: s.OriginPatterns,
 	})
 	if err != nil { // Accept has answered
+		s.release(key, token != "")
 		s.metrics.refused.WithLabelValues("accept_failed").Inc()
 		s.logger().Warn("websocket accept failed", "err", err)
 		return
 	}
-	defer c.CloseNow() // the safety net; Run closes it with its code
 	c.SetReadLimit(s.maxMessageBytes())
-	s.run(c, api, token)
+	// The session gets a goroutine of its own, and net/http's goroutine
+	// ends here with the request and its buffers: an idle session keeps
+	// only what it needs (a smaller stack, no request).
+	go func() {
+		defer s.release(key, token != "")
+		defer c.CloseNow() // the safety net; Run closes it with its code
+		s.run(c, api, token)
+	}()
+}
+
+// smallBuffers hands the WebSocket smaller buffers than net/http's 4 KiB
+// ones when the connection is hijacked: a session is mostly idle, and
+// every idle session keeps them. Frames larger than a buffer just take
+// more than one read or write.
+type smallBuffers struct{ http.ResponseWriter }
+
+func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	r := brw.Reader
+	if r.Buffered() == 0 { // else keep what the browser already sent
+		r = bufio.NewReaderSize(conn, 1<<10)
+	}
+	bw := brw.Writer
+	if bw.Buffered() == 0 {
+		bw = bufio.NewWriterSize(conn, 2<<10)
+	}
+	return conn, bufio.NewReadWriter(r, bw), nil
 }
 
 // run runs one session on c and logs its end.

@@ -89,13 +89,14 @@ func (s *Session) submit(ctx context.Context, m *inbound) error {
 		return s.sendError(&errorMsg{ID: id, Code: "token_expired", Title: "Session expired",
 			Message: "The visitor's token has expired; reload the page to get a fresh one."})
 	}
+	visitor := s.open()
 	jctx, cancel := context.WithCancel(ctx)
 	j := &job{id: id, endpoint: ep.Name, cancel: cancel, start: s.cfg.Now()}
 	s.jobs[id] = j
 	s.nJobs++
 	prev, joined := s.lastJoin, make(chan struct{})
 	s.lastJoin = joined
-	s.jobsGroup.Go(func() { s.follow(jctx, j, call, prev, joined) })
+	s.jobsGroup.Go(func() { s.follow(jctx, visitor, j, call, prev, joined) })
 	return nil
 }
 
@@ -249,7 +250,7 @@ func (s *Session) writeOut(out *outgoing) error {
 // follow runs a job upstream; it is the job's goroutine. Jobs join the
 // upstream queue in the order they were submitted: each waits until the
 // one before it has joined (prev), and then tells the next (joined).
-func (s *Session) follow(ctx context.Context, j *job, call upstream.Call, prev <-chan struct{}, joined chan struct{}) {
+func (s *Session) follow(ctx context.Context, v Visitor, j *job, call upstream.Call, prev <-chan struct{}, joined chan struct{}) {
 	isJoined := false
 	join := func() {
 		if !isJoined {
@@ -266,7 +267,7 @@ func (s *Session) follow(ctx context.Context, j *job, call upstream.Call, prev <
 	}
 	err := ctx.Err() // given up while waiting its turn
 	if err == nil {
-		err = s.stream(ctx, j, call, join)
+		err = s.stream(ctx, v, j, call, join)
 	}
 	select {
 	case s.items <- item{j: j, done: true, err: err}:
@@ -275,8 +276,8 @@ func (s *Session) follow(ctx context.Context, j *job, call upstream.Call, prev <
 }
 
 // stream follows the job upstream, handing its messages to Run.
-func (s *Session) stream(ctx context.Context, j *job, call upstream.Call, joined func()) error {
-	return s.visitor.Stream(ctx, call, func(ev upstream.Event) error {
+func (s *Session) stream(ctx context.Context, v Visitor, j *job, call upstream.Call, joined func()) error {
+	return v.Stream(ctx, call, func(ev upstream.Event) error {
 		if _, ok := ev.(*upstream.Accepted); ok {
 			joined()
 		}

@@ -90,6 +90,19 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// open opens the visitor's upstream session, at the first job: an idle
+// session costs the upstream nothing.
+func (s *Session) open() Visitor {
+	if s.visitor == nil {
+		h := http.Header{}
+		if s.cfg.Token != "" {
+			h.Set(s.cfg.TokenHeader, s.cfg.Token)
+		}
+		s.visitor = s.up.Open(h)
+	}
+	return s.visitor
+}
+
 // Jobs returns how many jobs the session accepted for submission. Call it
 // after Run has returned.
 func (s *Session) Jobs() int { return s.nJobs }
@@ -101,31 +114,28 @@ func (s *Session) Jobs() int { return s.nJobs }
 // the Err values of this package, or another error for an internal
 // failure (close code 1011).
 func (s *Session) Run(ctx context.Context) error {
-	h := http.Header{}
-	if s.cfg.Token != "" {
-		h.Set(s.cfg.TokenHeader, s.cfg.Token)
-	}
-	s.visitor = s.up.Open(h)
-	jobsCtx, cancelJobs := context.WithCancel(context.WithoutCancel(ctx))
-	pingCtx, stopPing := context.WithCancel(context.WithoutCancel(ctx))
+	// The jobs' and pings' context: not ctx, whose end (shutdown) must let
+	// Run close the socket with 1001 before its helpers stop.
+	hctx, stopHelpers := context.WithCancel(context.WithoutCancel(ctx))
 	s.helpers.Go(s.readLoop) // ends when the socket closes, never by ctx
 	if s.cfg.Pings == nil && s.cfg.PingInterval > 0 {
 		s.cfg.Pings = NewTicker(s.cfg.PingInterval)
 		defer s.cfg.Pings.Stop()
 	}
 
-	err := s.loop(ctx, jobsCtx, pingCtx)
+	err := s.loop(ctx, hctx)
 
 	close(s.done)
 	upstreamClosed := make(chan struct{})
 	go func() { // cancels the jobs upstream, queued ones first
-		s.visitor.Close()
+		if s.visitor != nil {
+			s.visitor.Close()
+		}
 		close(upstreamClosed)
 	}()
 	s.close(err)
 	<-upstreamClosed // its jobs' streams have ended: nothing is cancelled out of order
-	cancelJobs()
-	stopPing()
+	stopHelpers()
 	s.helpers.Wait()
 	s.jobsGroup.Wait()
 	return err
@@ -150,12 +160,8 @@ func (s *Session) close(err error) {
 }
 
 // loop is the owner's loop: it returns the reason the session ends.
-func (s *Session) loop(ctx, jobsCtx, pingCtx context.Context) error {
-	hello, err := s.hello()
-	if err != nil {
-		return fmt.Errorf("session: hello: %w", err)
-	}
-	if err := s.write(websocket.MessageText, hello); err != nil {
+func (s *Session) loop(ctx, hctx context.Context) error {
+	if err := s.sendHello(); err != nil { // (not here: its bytes would live on in this frame)
 		return err
 	}
 	tick := s.cfg.Pings.C()
@@ -166,11 +172,11 @@ func (s *Session) loop(ctx, jobsCtx, pingCtx context.Context) error {
 			return ErrShutdown
 		case <-tick:
 			tick = s.cfg.Pings.C()
-			s.ping(pingCtx)
+			s.ping(hctx)
 		case err = <-s.pongs:
 			s.pinging = false
 		case m := <-s.in:
-			err = s.handle(jobsCtx, m)
+			err = s.handle(hctx, m)
 		case it := <-s.items:
 			err = s.relay(it)
 		case j := <-s.wake:
@@ -181,6 +187,14 @@ func (s *Session) loop(ctx, jobsCtx, pingCtx context.Context) error {
 			return err
 		}
 	}
+}
+
+func (s *Session) sendHello() error {
+	hello, err := s.hello()
+	if err != nil {
+		return fmt.Errorf("session: hello: %w", err)
+	}
+	return s.write(websocket.MessageText, hello)
 }
 
 // handle acts on one browser message.

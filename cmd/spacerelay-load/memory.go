@@ -91,8 +91,14 @@ func measure(cfg config, sessions int) (memoryStep, error) {
 		st.RSSBeforeGC, _ = vmRSS(cfg.pid)
 	}
 	if cfg.pprofURL != "" {
-		if _, err := get(cfg.pprofURL + "/debug/pprof/heap?gc=1"); err != nil {
-			return st, fmt.Errorf("memory: gc: %w", err)
+		// Several GCs, as a relay that has run a while has had: each GC
+		// halves a goroutine's stack that uses under a quarter of it, so
+		// the stacks that grew while a session started (its hello) shrink
+		// back over a few of them.
+		for range 4 {
+			if _, err := get(cfg.pprofURL + "/debug/pprof/heap?gc=1"); err != nil {
+				return st, fmt.Errorf("memory: gc: %w", err)
+			}
 		}
 	}
 	m, err := scrape(cfg.metricsFromURL())
@@ -173,7 +179,7 @@ func (m *memoryReport) text(b *strings.Builder) {
 			kib(s.BeforePerSess), kib(s.RSSPerSession), kib(s.FreePerSession), kib(s.HeapPerSession), kib(s.StackPerSession), s.GoroutinesPer, kib(s.LoadPerSession))
 	}
 	if len(m.Steps) > 0 {
-		b.WriteString("           rss0: as the relay left it; rss: after a forced GC; free: after debug.FreeOSMemory; per session: growth since the first step\n")
+		b.WriteString("           rss0: as the relay left it; rss: after four forced GCs; free: after debug.FreeOSMemory; per session: growth since the first step\n")
 	}
 	for _, p := range m.Profiles {
 		fmt.Fprintf(b, "profile    %s\n", p)
