@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/coder/websocket"
@@ -112,7 +113,7 @@ type hello struct {
 	Type      string          `json:"type"`
 	Protocol  int             `json:"protocol"`
 	Session   string          `json:"session"`
-	Endpoints []helloEndpoint `json:"endpoints"`
+	Endpoints json.RawMessage `json:"endpoints"`
 	Limits    helloLimits     `json:"limits"`
 	Token     helloToken      `json:"token"`
 }
@@ -135,19 +136,37 @@ type helloToken struct {
 }
 
 func (s *Session) hello() ([]byte, error) {
-	h := hello{Type: "hello", Protocol: 1, Session: s.cfg.ID,
-		Endpoints: make([]helloEndpoint, 0, len(s.cfg.API.Endpoints)),
-		Limits:    helloLimits{s.cfg.MaxJobs, s.cfg.MaxMessageBytes, s.cfg.MaxFileBytes},
-		Token:     helloToken{Present: s.cfg.Token != "", ExpiresAt: tokenExpiry(s.cfg.Token)},
+	eps, err := endpointsJSON(s.cfg.API)
+	if err != nil {
+		return nil, err
 	}
-	for _, ep := range s.cfg.API.Endpoints {
+	return json.Marshal(hello{Type: "hello", Protocol: 1, Session: s.cfg.ID, Endpoints: eps,
+		Limits: helloLimits{s.cfg.MaxJobs, s.cfg.MaxMessageBytes, s.cfg.MaxFileBytes},
+		Token:  helloToken{Present: s.cfg.Token != "", ExpiresAt: tokenExpiry(s.cfg.Token)},
+	})
+}
+
+// endpointsCache holds the endpoints of hello, encoded once per API: every
+// session of a relay says the same.
+var endpointsCache sync.Map // *upstream.API → []byte
+
+func endpointsJSON(api *upstream.API) ([]byte, error) {
+	if b, ok := endpointsCache.Load(api); ok {
+		return b.([]byte), nil
+	}
+	eps := make([]helloEndpoint, 0, len(api.Endpoints))
+	for _, ep := range api.Endpoints {
 		in := ep.Inputs
 		if in == nil {
 			in = []upstream.Param{}
 		}
-		h.Endpoints = append(h.Endpoints, helloEndpoint{Name: ep.Name, Inputs: in, Outputs: ep.Outputs})
+		eps = append(eps, helloEndpoint{Name: ep.Name, Inputs: in, Outputs: ep.Outputs})
 	}
-	return json.Marshal(h)
+	b, err := json.Marshal(eps)
+	if err == nil {
+		endpointsCache.Store(api, b)
+	}
+	return b, err
 }
 
 // tokenExpiry reads the exp claim of a JWT; nil if tok is not a JWT with
