@@ -82,6 +82,7 @@ func TestTokenOptional(t *testing.T) {
 	base := start(t, &relay.Server{Upstream: up, TokenOptional: true})
 	waitReady(t, base)
 	c := dial(t, base, "", nil)
+	runJob(t, c) // the upstream session opens at the first job
 	c.Close(websocket.StatusNormalClosure, "")
 	if h := up.opened(); len(h) != 1 || h[0].Get("X-IP-Token") != "" {
 		t.Errorf("Open headers = %v, want one without a token", h)
@@ -95,6 +96,7 @@ func TestTokenGoesUpstream(t *testing.T) {
 	waitReady(t, base)
 	wantRefusal(t, upgrade(t, base, http.Header{"X-Ip-Token": {"t"}}), 401, "missing_token", "")
 	c := dial(t, base, "", &websocket.DialOptions{HTTPHeader: http.Header{"X-Visitor": {" tok "}}})
+	runJob(t, c)
 	c.Close(websocket.StatusNormalClosure, "")
 	if h := up.opened(); len(h) != 1 || h[0].Get("X-Visitor") != "tok" {
 		t.Errorf("Open headers = %v, want X-Visitor: tok", h)

@@ -307,3 +307,22 @@ func metric(t *testing.T, base, series string) float64 {
 	}
 	return -1
 }
+
+// runJob submits a job on c and reads until its result.
+func runJob(t *testing.T, c *websocket.Conn) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Write(ctx, websocket.MessageText, []byte(`{"type":"submit","id":"j","data":["x"]}`)); err != nil {
+		t.Fatalf("submit: %v", err)
+	}
+	for {
+		m := read(t, c)
+		switch m["type"] {
+		case "result":
+			return
+		case "error":
+			t.Fatalf("job: %v", m)
+		}
+	}
+}

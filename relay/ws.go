@@ -64,11 +64,11 @@ func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	r := brw.Reader
 	if r.Buffered() == 0 { // else keep what the browser already sent
-		r = bufio.NewReaderSize(conn, 1<<10)
+		r = bufio.NewReaderSize(conn, 512)
 	}
 	bw := brw.Writer
 	if bw.Buffered() == 0 {
-		bw = bufio.NewWriterSize(conn, 2<<10)
+		bw = bufio.NewWriterSize(conn, 1<<10)
 	}
 	return conn, bufio.NewReadWriter(r, bw), nil
 }
