@@ -520,7 +520,10 @@ func testCloseCancels(t *testing.T, sp space, c *upstream.Client) {
 		}
 	}
 	waitJournal(t, sp, running, "started cancelled")
-	if j := journal(t, sp, waiting); len(j) != 0 {
+	// Gradio before 6.14 cannot take a job out of its queue: the closed
+	// stream drops it, once Gradio notices; until then it may start.
+	j := strings.Join(waitJournalEnd(t, sp, waiting), " ")
+	if j != "" && (sp.dequeues || j != "started cancelled") {
 		t.Errorf("journal of the queued job = %v, want it never started", j)
 	}
 }

@@ -58,7 +58,8 @@ type job struct {
 	// Guarded by Session.mu.
 	started      bool
 	cancelWanted bool
-	cancelSent   bool
+	cancelSent   bool // a cancel of the running job went out
+	dequeueSent  bool // a cancel that takes the queued job out went out
 	// holdQueued: the upstream cannot take a queued job out of its queue
 	// (Gradio before 6.14 answers the cancel but runs the job later all
 	// the same), so a queued job is cancelled when it starts.
@@ -268,26 +269,50 @@ func (s *Session) abandon(j *job) {
 }
 
 // flushCancels sends the cancels that are safe to send. Gradio's /cancel
-// cancels every running job of the same function in the session, so a
-// job whose sibling is running (and wanted) waits until that sibling is
-// done; meanwhile it cannot start if the app runs one job at a time. On
-// Gradio before 6.14 a queued job waits until it starts (see holdQueued).
+// first cancels every running job of the given function in the session,
+// and only then takes the given event out of the queue. So:
+//   - a queued job is taken out with a function index no job has
+//     (noFunction): that touches no running job, and gives the next
+//     queued one no chance to start (Gradio 6.14 and later);
+//   - a running job is cancelled with its own function index, once no
+//     sibling of that function that is still wanted is running: the
+//     cancel waits for the sibling (with one job at a time, the job cannot
+//     start meanwhile);
+//   - on Gradio before 6.14, which cannot take a job out of its queue, a
+//     queued job is cancelled when it starts.
+//
 // Called with mu held.
 func (s *Session) flushCancels() {
 	if s.closed {
 		return
 	}
 	for _, j := range s.jobs {
-		if j.cancelWanted && !j.cancelSent && (j.started || !j.holdQueued) && !s.siblingRunning(j) {
-			j.cancelSent = true
-			s.bg.Add(1)
-			go func() {
-				defer s.bg.Done()
-				s.c.cancel(s.hash, j.fn, j.id)
-			}()
+		if !j.cancelWanted || j.cancelSent {
+			continue
 		}
+		fn := j.fn
+		switch {
+		case !j.started && !j.holdQueued:
+			if j.dequeueSent {
+				continue
+			}
+			j.dequeueSent, fn = true, noFunction
+		case !j.started || s.siblingRunning(j):
+			continue
+		default:
+			j.cancelSent = true
+		}
+		s.bg.Add(1)
+		go func() {
+			defer s.bg.Done()
+			s.c.cancel(s.hash, fn, j.id)
+		}()
 	}
 }
+
+// noFunction is a function index no Gradio function has: a /cancel with it
+// cancels no running job and only takes its event out of the queue.
+const noFunction = -1
 
 func (s *Session) siblingRunning(j *job) bool {
 	for _, k := range s.jobs {
@@ -313,8 +338,11 @@ func (s *Session) failAll(err error) {
 // request and goroutine of the session has ended. Streams still running
 // return ErrClosed. Close is idempotent.
 //
-// Queued jobs are cancelled before running ones: a running job's end would
-// let the next queued one start, and spend GPU time, before its cancel.
+// Queued jobs are taken out of the queue first, then the running ones are
+// cancelled, then the stream closes: in any other order a queued job can
+// start, and spend GPU time, on the way out. (Gradio before 6.14 cannot
+// take a job out of its queue: there the stream is closed first, which
+// drops the session's queued jobs once Gradio notices.)
 func (s *Session) Close() error {
 	s.mu.Lock()
 	if !s.closed {
@@ -325,21 +353,25 @@ func (s *Session) Close() error {
 			case j.cancelSent:
 			case j.started:
 				running = append(running, j)
-			default:
+			case !j.holdQueued:
 				queued = append(queued, j)
 			}
 			j.cancelSent = true
 		}
+		stop := s.stop
+		if len(queued) == 0 && stop != nil {
+			stop() // nothing to take out: the stream can go now
+		}
 		s.bg.Add(1)
 		go func() {
 			defer s.bg.Done()
-			s.cancelAll(queued)
-			s.cancelAll(running)
+			s.cancelAll(queued, noFunction)
+			s.cancelAll(running, -2) // each with its own function
+			if stop != nil {
+				stop()
+			}
 		}()
 		s.failAll(ErrClosed)
-		if s.stop != nil {
-			s.stop()
-		}
 	}
 	s.mu.Unlock()
 	s.bg.Wait()
@@ -347,10 +379,15 @@ func (s *Session) Close() error {
 }
 
 // cancelAll cancels jobs upstream, all at once, and waits for the answers.
-func (s *Session) cancelAll(jobs []*job) {
+// fn is the function index to send, or -2 for each job's own.
+func (s *Session) cancelAll(jobs []*job, fn int) {
 	var wg sync.WaitGroup
 	for _, j := range jobs {
-		wg.Go(func() { s.c.cancel(s.hash, j.fn, j.id) })
+		f := fn
+		if f == -2 {
+			f = j.fn
+		}
+		wg.Go(func() { s.c.cancel(s.hash, f, j.id) })
 	}
 	wg.Wait()
 }
