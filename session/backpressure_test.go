@@ -127,8 +127,8 @@ func TestUnansweredPingsEndTheSession(t *testing.T) {
 		if !errors.Is(err, session.ErrPingTimeout) && !errors.Is(err, session.ErrClientGone) {
 			t.Errorf("Run() = %v, want ErrPingTimeout or ErrClientGone", err)
 		}
-		if d := time.Since(begin); d <= 30*time.Second || d > time.Minute {
-			t.Errorf("ended after %v, want after the first ping (30s) and within 1m", d)
+		if d := time.Since(begin); d > time.Minute {
+			t.Errorf("ended after %v, want within two ping intervals (1m)", d)
 		}
 	})
 }

@@ -279,7 +279,9 @@ func (s *Session) follow(ctx context.Context, v Visitor, j *job, call upstream.C
 func (s *Session) stream(ctx context.Context, v Visitor, j *job, call upstream.Call, joined func()) error {
 	return v.Stream(ctx, call, func(ev upstream.Event) error {
 		if _, ok := ev.(*upstream.Accepted); ok {
-			joined()
+			// The next job may join once Run has this job's accepted, so
+			// that the page sees them accepted in order too.
+			defer joined()
 		}
 		if err := ctx.Err(); err != nil {
 			return err

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -43,6 +44,7 @@ type Session struct {
 	helpers   sync.WaitGroup
 	pongs     chan error // the answer to the ping in flight
 	pinging   bool       // owned by Run
+	ticks     int        // owned by Run; starts at a random phase
 	jobsGroup sync.WaitGroup
 }
 
@@ -57,6 +59,7 @@ func New(cfg Config, conn Conn, up Upstream) *Session {
 		wake:  make(chan *job, cfg.MaxJobs),
 		done:  make(chan struct{}),
 		pongs: make(chan error, 1),
+		ticks: rand.IntN(Phases),
 	}
 }
 
@@ -172,7 +175,9 @@ func (s *Session) loop(ctx, hctx context.Context) error {
 			return ErrShutdown
 		case <-tick:
 			tick = s.cfg.Pings.C()
-			s.ping(hctx)
+			if s.ticks++; s.ticks%Phases == 0 {
+				s.ping(hctx)
+			}
 		case err = <-s.pongs:
 			s.pinging = false
 		case m := <-s.in:

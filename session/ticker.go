@@ -7,9 +7,12 @@ import (
 
 // A Ticker tells many sessions when to ping their browsers, with one timer
 // for all of them: an idle session then costs no timer and no goroutine of
-// its own. The zero Ticker never ticks; make one with NewTicker.
+// its own. It ticks Phases times per interval, and each session pings on
+// one tick in Phases of its own choosing, so that ten thousand sessions do
+// not all ping at once. The zero Ticker never ticks; make one with
+// NewTicker.
 type Ticker struct {
-	interval time.Duration
+	interval time.Duration // between two pings of one session
 
 	mu      sync.Mutex
 	ch      chan struct{} // closed at the next tick
@@ -17,10 +20,13 @@ type Ticker struct {
 	stopped bool
 }
 
-// NewTicker returns a Ticker that ticks every interval until Stop.
+// Phases is how many ticks a Ticker makes per interval.
+const Phases = 8
+
+// NewTicker returns a Ticker for pings every interval, until Stop.
 func NewTicker(interval time.Duration) *Ticker {
 	t := &Ticker{interval: interval, ch: make(chan struct{})}
-	t.timer = time.AfterFunc(interval, t.tick)
+	t.timer = time.AfterFunc(interval/Phases, t.tick)
 	return t
 }
 
@@ -32,7 +38,7 @@ func (t *Ticker) tick() {
 	}
 	close(t.ch)
 	t.ch = make(chan struct{})
-	t.timer.Reset(t.interval)
+	t.timer.Reset(t.interval / Phases)
 }
 
 // C returns a channel that is closed at the next tick. Nil for a zero
@@ -46,7 +52,7 @@ func (t *Ticker) C() <-chan struct{} {
 	return t.ch
 }
 
-// Interval returns the time between ticks.
+// Interval returns the time between two pings of one session.
 func (t *Ticker) Interval() time.Duration {
 	if t == nil {
 		return 0
