@@ -1,9 +1,7 @@
 package session_test
 
 import (
-	"bufio"
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/json"
 	"io"
@@ -43,48 +41,12 @@ func (v benchVisitor) Stream(ctx context.Context, _ upstream.Call, fn func(upstr
 
 func (benchVisitor) Close() error { return nil }
 
-// benchConns returns a browser and a relay end of a WebSocket over
-// net.Pipe, as wsPipe does, for benchmarks.
+// benchConns returns the two ends of a WebSocket over net.Pipe.
 func benchConns(b *testing.B) (browser, relay *websocket.Conn) {
 	b.Helper()
-	client := &http.Client{Transport: benchTransport(func(w http.ResponseWriter, r *http.Request) {
-		var err error
-		if relay, err = websocket.Accept(w, r, nil); err != nil {
-			b.Errorf("Accept: %v", err)
-		}
-	})}
-	browser, _, err := websocket.Dial(context.Background(), "ws://relay.test/v1/ws", &websocket.DialOptions{HTTPClient: client})
-	if err != nil {
-		b.Fatalf("Dial: %v", err)
-	}
+	browser, relay = wsPipe(b)
 	browser.SetReadLimit(1 << 20)
 	return browser, relay
-}
-
-type benchTransport http.HandlerFunc
-
-func (h benchTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	near, far := net.Pipe()
-	w := benchHijack{ResponseRecorder: httptest.NewRecorder(), conn: far}
-	h(w, r)
-	resp := w.Result()
-	if resp.StatusCode == http.StatusSwitchingProtocols {
-		resp.Body = near
-	}
-	return resp, nil
-}
-
-// benchHijack hijacks to conn with buffers of net/http's sizes (4 KiB), or
-// of the sizes given.
-type benchHijack struct {
-	*httptest.ResponseRecorder
-	conn       net.Conn
-	rbuf, wbuf int
-}
-
-func (h benchHijack) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	r, w := cmp.Or(h.rbuf, 4096), cmp.Or(h.wbuf, 4096)
-	return h.conn, bufio.NewReadWriter(bufio.NewReaderSize(h.conn, r), bufio.NewWriterSize(h.conn, w)), nil
 }
 
 var benchAPI = &upstream.API{Endpoints: []*upstream.Endpoint{{
@@ -239,7 +201,7 @@ func benchIdle(b *testing.B, up session.Upstream, cfg session.Config, rbuf, wbuf
 	ended := make(chan struct{}, n)
 	b.ResetTimer()
 	for i := range n {
-		w := benchHijack{ResponseRecorder: httptest.NewRecorder(), conn: relays[i], rbuf: rbuf, wbuf: wbuf}
+		w := hijackable{ResponseRecorder: httptest.NewRecorder(), conn: relays[i], rbuf: rbuf, wbuf: wbuf}
 		r := httptest.NewRequest(http.MethodGet, "/v1/ws", nil)
 		r.Header = http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket"}, "Sec-Websocket-Version": {"13"},
 			"Sec-Websocket-Key": {"dGhlIHNhbXBsZSBub25jZQ=="}, "X-Ip-Token": {"visitor-" + strconv.Itoa(i)}}

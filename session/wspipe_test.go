@@ -1,6 +1,7 @@
 package session_test
 
 import (
+	"cmp"
 	"bufio"
 	"context"
 	"net"
@@ -13,7 +14,7 @@ import (
 
 // wsPipe returns the two ends of a WebSocket connection over net.Pipe:
 // no socket, so it works inside a testing/synctest bubble.
-func wsPipe(t *testing.T) (browser, relay *websocket.Conn) {
+func wsPipe(t testing.TB) (browser, relay *websocket.Conn) {
 	t.Helper()
 	client := &http.Client{Transport: pipeTransport(func(w http.ResponseWriter, r *http.Request) {
 		var err error
@@ -33,7 +34,7 @@ type pipeTransport http.HandlerFunc
 
 func (h pipeTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	near, far := net.Pipe()
-	w := hijackable{httptest.NewRecorder(), far}
+	w := hijackable{ResponseRecorder: httptest.NewRecorder(), conn: far}
 	h(w, r)
 	resp := w.Result()
 	if resp.StatusCode == http.StatusSwitchingProtocols {
@@ -42,11 +43,15 @@ func (h pipeTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
+// hijackable hijacks to conn, with buffers of net/http's size (4 KiB) or
+// of the sizes given.
 type hijackable struct {
 	*httptest.ResponseRecorder
-	conn net.Conn
+	conn       net.Conn
+	rbuf, wbuf int
 }
 
 func (h hijackable) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	return h.conn, bufio.NewReadWriter(bufio.NewReader(h.conn), bufio.NewWriter(h.conn)), nil
+	r, w := cmp.Or(h.rbuf, 4096), cmp.Or(h.wbuf, 4096)
+	return h.conn, bufio.NewReadWriter(bufio.NewReaderSize(h.conn, r), bufio.NewWriterSize(h.conn, w)), nil
 }
