@@ -1,8 +1,8 @@
 package session_test
 
 import (
-	"cmp"
 	"bufio"
+	"cmp"
 	"context"
 	"net"
 	"net/http"
