@@ -26,9 +26,13 @@ const Phases = 8
 // NewTicker returns a Ticker for pings every interval, until Stop.
 func NewTicker(interval time.Duration) *Ticker {
 	t := &Ticker{interval: interval, ch: make(chan struct{})}
-	t.timer = time.AfterFunc(interval/Phases, t.tick)
+	t.mu.Lock() // the first tick may come before AfterFunc returns
+	defer t.mu.Unlock()
+	t.timer = time.AfterFunc(t.period(), t.tick)
 	return t
 }
+
+func (t *Ticker) period() time.Duration { return max(t.interval/Phases, time.Millisecond) }
 
 func (t *Ticker) tick() {
 	t.mu.Lock()
@@ -38,7 +42,7 @@ func (t *Ticker) tick() {
 	}
 	close(t.ch)
 	t.ch = make(chan struct{})
-	t.timer.Reset(t.interval / Phases)
+	t.timer.Reset(t.period())
 }
 
 // C returns a channel that is closed at the next tick. Nil for a zero
