@@ -365,8 +365,8 @@ func (s *Session) Close() error {
 		s.bg.Add(1)
 		go func() {
 			defer s.bg.Done()
-			s.cancelAll(queued, noFunction)
-			s.cancelAll(running, -2) // each with its own function
+			s.cancelAll(queued, true)
+			s.cancelAll(running, false)
 			if stop != nil {
 				stop()
 			}
@@ -378,16 +378,16 @@ func (s *Session) Close() error {
 	return nil
 }
 
-// cancelAll cancels jobs upstream, all at once, and waits for the answers.
-// fn is the function index to send, or -2 for each job's own.
-func (s *Session) cancelAll(jobs []*job, fn int) {
+// cancelAll cancels jobs upstream, all at once, and waits for the answers:
+// with dequeue, it only takes them out of the queue (see flushCancels).
+func (s *Session) cancelAll(jobs []*job, dequeue bool) {
 	var wg sync.WaitGroup
 	for _, j := range jobs {
-		f := fn
-		if f == -2 {
-			f = j.fn
+		fn := j.fn
+		if dequeue {
+			fn = noFunction
 		}
-		wg.Go(func() { s.c.cancel(s.hash, f, j.id) })
+		wg.Go(func() { s.c.cancel(s.hash, fn, j.id) })
 	}
 	wg.Wait()
 }
