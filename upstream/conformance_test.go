@@ -54,6 +54,7 @@ var scenarios = []struct {
 	{"cancel spares sibling", testCancelSparesSibling},
 	{"close cancels", testCloseCancels},
 	{"state", testState},
+	{"upload", testUpload},
 }
 
 func TestConformance(t *testing.T) {
@@ -609,4 +610,31 @@ func waitJournalEnd(t *testing.T, sp space, prompt string) []string {
 		}
 	}
 	return got
+}
+
+// An uploaded file comes back with Gradio's FileData meta, and the app
+// serves the same bytes from the path it gave.
+func testUpload(t *testing.T, sp space, c *upstream.Client) {
+	ctx := testCtx(t)
+	content := []byte("not really a PNG, " + uuid.NewString())
+	v, err := c.Upload(ctx, "dir/cat.png", bytes.NewReader(content), 1<<20)
+	if err != nil {
+		t.Fatalf("Upload() = %v", err)
+	}
+	f, ok := upstream.AsFile(v)
+	if !ok || f.OrigName != "cat.png" {
+		t.Fatalf("Upload() = %#v, want a FileData named cat.png", v)
+	}
+	d, err := c.Download(ctx, f, 1<<20)
+	if err != nil {
+		t.Fatalf("Download(uploaded) = %v", err)
+	}
+	defer d.Body.Close()
+	got, err := io.ReadAll(d.Body)
+	if err != nil || !bytes.Equal(got, content) {
+		t.Errorf("uploaded file reads back %q, %v; want %q", got, err, content)
+	}
+	if _, err := c.Upload(ctx, "big.bin", bytes.NewReader(make([]byte, 2048)), 1024); upstream.CodeOf(err) != upstream.CodeFileTooLarge {
+		t.Errorf("Upload(over the limit) = %v, want file_too_large", err)
+	}
 }
