@@ -290,7 +290,7 @@ func readError(err error) error {
 }
 
 // ping pings the browser in the background, unless a ping is in flight:
-// its answer comes to Run on pongs. No answer before the next tick ends
+// its answer comes to Run on pongs. No answer within the interval ends
 // the session.
 func (s *Session) ping(ctx context.Context) {
 	if s.pinging {

@@ -87,10 +87,11 @@ type Config struct {
 	// WriteTimeout bounds every write to the socket; a browser that cannot
 	// take a message in time is disconnected. Defaults to 10 s.
 	WriteTimeout time.Duration
-	// Pings says when to ping the browser (WebSocket ping); a browser that
-	// does not answer before the next tick is disconnected. Share one
-	// Ticker among all sessions. Nil means a Ticker of the session's own
-	// every PingInterval.
+	// Pings says when to ping the browser (WebSocket ping): once per the
+	// Ticker's interval, at a phase of the session's own. A browser that
+	// does not answer within an interval is disconnected. Share one Ticker
+	// among all sessions. Nil means a Ticker of the session's own every
+	// PingInterval.
 	Pings *Ticker
 	// PingInterval is used when Pings is nil. Defaults to 30 s; negative
 	// disables pings.

@@ -16,6 +16,12 @@ import (
 // no socket, so it works inside a testing/synctest bubble.
 func wsPipe(t testing.TB) (browser, relay *websocket.Conn) {
 	t.Helper()
+	return wsPipeWith(t, &websocket.DialOptions{})
+}
+
+// wsPipeWith is wsPipe with the browser's dial options.
+func wsPipeWith(t testing.TB, opts *websocket.DialOptions) (browser, relay *websocket.Conn) {
+	t.Helper()
 	client := &http.Client{Transport: pipeTransport(func(w http.ResponseWriter, r *http.Request) {
 		var err error
 		relay, err = websocket.Accept(w, r, nil)
@@ -23,7 +29,8 @@ func wsPipe(t testing.TB) (browser, relay *websocket.Conn) {
 			t.Errorf("Accept: %v", err)
 		}
 	})}
-	browser, _, err := websocket.Dial(context.Background(), "ws://relay.test/v1/ws", &websocket.DialOptions{HTTPClient: client})
+	opts.HTTPClient = client
+	browser, _, err := websocket.Dial(context.Background(), "ws://relay.test/v1/ws", opts)
 	if err != nil {
 		t.Fatalf("Dial: %v", err)
 	}
