@@ -12,8 +12,8 @@ import (
 	"github.com/spacerelay/spacerelay/upstream"
 )
 
-// job is one browser job. Its goroutine follows it upstream and hands
-// finished messages to Run.
+// job is one browser job. Its goroutine joins it upstream; its messages
+// reach Run from the upstream stream reader (see stream).
 type job struct {
 	// Static after submit.
 	id       string
@@ -21,10 +21,10 @@ type job struct {
 	cancel   context.CancelFunc
 	start    time.Time
 
-	// Owned by the job's goroutine.
+	// Owned by whoever runs the job's Stream callback (one at a time).
 	seq int
 
-	// Shared with the job's goroutine.
+	// Shared with the job's Stream callback.
 	slots     [nSlots]atomic.Pointer[outgoing] // the newest droppable message of each kind, not yet written
 	signalled atomic.Bool                      // Run has been told to look at the slots
 
@@ -41,7 +41,8 @@ type outgoing struct {
 	kind     string // the message's type
 	seq      int    // its place among the job's messages
 	terminal bool
-	code     string // the error code, for an error
+	code     string    // the error code, for an error
+	received time.Time // when the upstream event arrived, for Hooks.Relayed
 }
 
 type outFile struct {
@@ -49,7 +50,7 @@ type outFile struct {
 	data   []byte // its binary frame
 }
 
-// item is what a job's goroutine hands to Run: a message that must not be
+// item is what a job's helpers hand to Run: a message that must not be
 // dropped, or the job's end (done, with the error Stream returned).
 type item struct {
 	j    *job
@@ -111,11 +112,11 @@ func (s *Session) cancel(m *inbound) error {
 	}
 	s.bad = 0
 	j.cancelled = true
-	j.cancel() // the job's goroutine ends it: cancelled, or what was on its way
+	j.cancel() // the job's Stream ends it: cancelled, or what was on its way
 	return nil
 }
 
-// relay writes what a job's goroutine handed over.
+// relay writes what a job's helpers handed over.
 func (s *Session) relay(it item) error {
 	j := it.j
 	if s.jobs[j.id] != j {
@@ -244,7 +245,13 @@ func (s *Session) writeOut(out *outgoing) error {
 			return err
 		}
 	}
-	return s.write(websocket.MessageText, out.msg)
+	if err := s.write(websocket.MessageText, out.msg); err != nil {
+		return err
+	}
+	if s.cfg.Hooks.Relayed != nil && !out.received.IsZero() {
+		s.cfg.Hooks.Relayed(s.cfg.Now().Sub(out.received))
+	}
+	return nil
 }
 
 // follow runs a job upstream; it is the job's goroutine. Jobs join the
@@ -275,7 +282,10 @@ func (s *Session) follow(ctx context.Context, v Visitor, j *job, call upstream.C
 	}
 }
 
-// stream follows the job upstream, handing its messages to Run.
+// stream follows the job upstream, handing its messages to Run. Its
+// callback runs on the visitor's upstream stream reader (see
+// upstream.Session.Stream): an event goes from the upstream's socket to
+// Run with one goroutine switch. It returns once Run stops listening.
 func (s *Session) stream(ctx context.Context, v Visitor, j *job, call upstream.Call, joined func()) error {
 	return v.Stream(ctx, call, func(ev upstream.Event) error {
 		if _, ok := ev.(*upstream.Accepted); ok {
@@ -286,9 +296,13 @@ func (s *Session) stream(ctx context.Context, v Visitor, j *job, call upstream.C
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		received := s.cfg.Now()
 		out, droppable, err := s.translate(ctx, j, ev)
 		if err != nil || out == nil {
 			return err
+		}
+		if len(out.files) == 0 {
+			out.received = received
 		}
 		j.seq++
 		out.seq = j.seq
@@ -298,6 +312,7 @@ func (s *Session) stream(ctx context.Context, v Visitor, j *job, call upstream.C
 				select {
 				case s.wake <- j:
 				case <-ctx.Done():
+				case <-s.done:
 				}
 			}
 			return nil
@@ -307,6 +322,11 @@ func (s *Session) stream(ctx context.Context, v Visitor, j *job, call upstream.C
 			return nil
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-s.done:
+			return errSessionOver
 		}
 	})
 }
+
+// errSessionOver stops a job whose session has stopped listening.
+var errSessionOver = errors.New("session: over")

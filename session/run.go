@@ -40,7 +40,7 @@ type Session struct {
 	wake  chan *job
 	done  chan struct{} // closed when Run stops listening
 
-	fileSeq   atomic.Int64 // file ids, shared by the jobs' goroutines
+	fileSeq   atomic.Int64 // file ids, shared by the jobs' Stream callbacks
 	helpers   sync.WaitGroup
 	pongs     chan error // the answer to the ping in flight
 	pinging   bool       // owned by Run

@@ -5,9 +5,12 @@
 // One goroutine owns a Session: Run. It alone reads and changes the
 // session's state and it alone writes to the WebSocket, so the Session has
 // no mutex. Helpers own nothing and talk to Run over channels: a read loop,
-// a ping while one is in flight, and one goroutine per job that follows the
-// job upstream, fetches its files and encodes its messages. An idle session
-// is two goroutines: Run and its read loop.
+// a ping while one is in flight, and one goroutine per job that joins the
+// upstream queue and waits for the job's end. The job's events are
+// translated, their files fetched and their messages encoded on the
+// visitor's upstream stream reader, which hands each message straight to
+// Run: one goroutine switch from the upstream's socket to the browser's.
+// An idle session is two goroutines: Run and its read loop.
 package session
 
 import (
@@ -110,6 +113,13 @@ type Hooks struct {
 	JobEnded func(JobStats)
 	// Sent reports bytes written to the browser: kind "text" or "file".
 	Sent func(kind string, bytes int)
+	// Relayed reports the time a job's message spent in the relay: from
+	// the moment the upstream client handed its event over (as soon as it
+	// was read and decoded) until its write to the browser returned. It is
+	// reported for every message written that carries no file (a file's
+	// download is not relaying: its time is in the job's), and not for
+	// superseded messages dropped under backpressure.
+	Relayed func(time.Duration)
 }
 
 // JobStats describes an ended job.

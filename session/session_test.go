@@ -376,3 +376,31 @@ func TestJobsJoinInOrder(t *testing.T) {
 		}
 	})
 }
+
+// Hooks.Relayed times each job message from its event's arrival to the
+// end of its write; a message with files is not timed.
+func TestRelayedTimesEachMessage(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		up := &fakeUpstream{files: map[string][]byte{"/a.png": {1, 2, 3}}, script: script(false,
+			&upstream.Started{},
+			&upstream.Progress{Steps: []upstream.ProgressStep{{Index: eta(1), Length: eta(2)}}},
+			&upstream.Completed{Data: []any{file("/a.png"), "ok"}},
+		)}
+		relayed := make(chan time.Duration, 16)
+		h := start(t, up, session.Config{Hooks: session.Hooks{Relayed: func(d time.Duration) { relayed <- d }}})
+		h.expect("hello")
+		h.send(`{"type":"submit","id":"j1","inputs":{"prompt":"a fox"}}`)
+		h.expect("accepted")
+		time.Sleep(3 * time.Second) // a browser slow to read: the relay's next writes wait
+		h.expect("started", "progress", "file", "binary", "result")
+		<-h.stats
+		close(relayed)
+		var got []time.Duration
+		for d := range relayed {
+			got = append(got, d)
+		}
+		if want := []time.Duration{0, 3 * time.Second, 3 * time.Second}; fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("relayed = %v, want %v (accepted, started, progress; not the result with a file)", got, want)
+		}
+	})
+}

@@ -49,13 +49,22 @@ type Session struct {
 type job struct {
 	id      string
 	fn      int
-	msgs    chan *message // reader to Stream
-	gone    chan struct{} // closed when Stream stops listening
 	failed  chan struct{} // closed, with err set, when the stream failed
 	err     error
-	backlog []*message // early messages, read by Stream before msgs
+	backlog []*message // early messages, handled before any other
+
+	// The job's follower (Stream): the reader hands it each message,
+	// one at a time, on the reader's goroutine.
+	t       *translator
+	deliver func(Event) error
+	call    sync.Mutex    // held while a message is handled
+	over    bool          // guarded by call: the job is over for Stream
+	result  error         // guarded by call: Stream's outcome, once over
+	ended   chan struct{} // closed when the follower saw the job end
 
 	// Guarded by Session.mu.
+	live         bool       // the reader hands messages straight to the follower
+	pending      []*message // read before the job went live
 	started      bool
 	cancelWanted bool
 	cancelSent   bool // a cancel of the running job went out
@@ -94,6 +103,13 @@ func (s *Session) SetHeader(h http.Header) {
 // upstream to cancel the job (without waiting for the answer) and returns
 // ctx.Err(). If fn returns an error, the job is cancelled the same way and
 // Stream returns that error.
+//
+// fn is called once at a time and never after Stream returns, but not
+// always on Stream's goroutine: to hand each event on without a goroutine
+// switch, the session's stream reader calls it as it reads the message.
+// While fn runs, no other message of the session is read, so fn should be
+// quick; if it blocks, it must return once ctx is done (Close waits for
+// it, too).
 func (s *Session) Stream(ctx context.Context, call Call, fn func(Event) error) error {
 	api, err := s.c.API(ctx)
 	if err != nil {
@@ -107,7 +123,7 @@ func (s *Session) Stream(ctx context.Context, call Call, fn func(Event) error) e
 	if err != nil {
 		return err
 	}
-	j, err := s.submit(ctx, api, ep, data)
+	j, err := s.submit(ctx, api, ep, data, fn)
 	if err != nil {
 		return err
 	}
@@ -115,11 +131,17 @@ func (s *Session) Stream(ctx context.Context, call Call, fn func(Event) error) e
 		s.abandon(j)
 		return err
 	}
-	return s.follow(ctx, j, &translator{api: api, ep: ep}, fn)
+	s.catchUp(j)
+	select {
+	case <-j.ended:
+	case <-j.failed:
+	case <-ctx.Done():
+	}
+	return s.finish(ctx, j)
 }
 
 // submit joins the queue and registers the job with the reader.
-func (s *Session) submit(ctx context.Context, api *API, ep *Endpoint, data []any) (*job, error) {
+func (s *Session) submit(ctx context.Context, api *API, ep *Endpoint, data []any, fn func(Event) error) (*job, error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -148,8 +170,8 @@ func (s *Session) submit(ctx context.Context, api *API, ep *Endpoint, data []any
 		s.mu.Lock()
 		return nil, ErrClosed
 	}
-	j := &job{id: id, fn: ep.fnIndex, msgs: make(chan *message, 16),
-		gone: make(chan struct{}), failed: make(chan struct{}), holdQueued: !api.dequeues}
+	j := &job{id: id, fn: ep.fnIndex, failed: make(chan struct{}), holdQueued: !api.dequeues,
+		t: &translator{api: api, ep: ep}, deliver: fn, ended: make(chan struct{})}
 	j.backlog = s.early[id]
 	s.nEarly -= len(j.backlog)
 	delete(s.early, id)
@@ -165,7 +187,6 @@ func (s *Session) submit(ctx context.Context, api *API, ep *Endpoint, data []any
 	s.jobs[id] = j
 	s.ensureReader(api)
 	if ctx.Err() != nil { // given up while joining
-		close(j.gone)
 		j.cancelWanted = true
 		s.flushCancels()
 		return nil, ctx.Err()
@@ -202,50 +223,74 @@ func (s *Session) join(ctx context.Context, api *API, ep *Endpoint, data []any, 
 	return r.EventID, nil
 }
 
-// follow relays the job's messages to fn until the job ends.
-func (s *Session) follow(ctx context.Context, j *job, t *translator, fn func(Event) error) error {
-	handle := func(m *message) (bool, error) {
-		ev, err := t.event(m)
-		if err != nil && m.Msg != "process_completed" {
-			s.abandon(j) // an unreadable update: the job cannot go on
-		}
-		if err != nil || ev == nil {
-			return err != nil, err
-		}
-		if err := fn(ev); err != nil {
-			s.abandon(j)
-			return true, err
-		}
-		return isTerminal(ev), nil
-	}
-	for _, m := range j.backlog {
-		if done, err := handle(m); done {
-			return err
-		}
-	}
+// catchUp handles the job's early messages and what the reader kept for
+// it since, then lets the reader hand it messages directly.
+func (s *Session) catchUp(j *job) {
+	j.call.Lock()
+	defer j.call.Unlock()
+	msgs := j.backlog
 	j.backlog = nil
 	for {
-		select {
-		case m := <-j.msgs:
-			if done, err := handle(m); done {
-				return err
-			}
-		case <-j.failed:
-			for { // what arrived before the failure still counts
-				select {
-				case m := <-j.msgs:
-					if done, err := handle(m); done {
-						return err
-					}
-				default:
-					return j.err
-				}
-			}
-		case <-ctx.Done():
+		for _, m := range msgs {
+			s.handle(j, m)
+		}
+		s.mu.Lock()
+		msgs, j.pending = j.pending, nil
+		if len(msgs) == 0 {
+			j.live = true
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+	}
+}
+
+// handle translates one message of the job and hands the event to the
+// follower. Called with j.call held.
+func (s *Session) handle(j *job, m *message) {
+	if j.over {
+		return
+	}
+	ev, err := j.t.event(m)
+	if err != nil && m.Msg != "process_completed" {
+		s.abandon(j) // an unreadable update: the job cannot go on
+	}
+	switch {
+	case err != nil:
+		j.end(err)
+	case ev == nil:
+	default:
+		if err := j.deliver(ev); err != nil {
 			s.abandon(j)
-			return ctx.Err()
+			j.end(err)
+		} else if isTerminal(ev) {
+			j.end(nil)
 		}
 	}
+}
+
+// end ends the job for Stream. Called with j.call held.
+func (j *job) end(err error) {
+	j.over, j.result = true, err
+	close(j.ended)
+}
+
+// finish ends Stream: it waits for a message being handled, and returns
+// the job's outcome.
+func (s *Session) finish(ctx context.Context, j *job) error {
+	j.call.Lock()
+	defer j.call.Unlock()
+	if j.over {
+		return j.result
+	}
+	j.over = true
+	select {
+	case <-j.failed: // the reader has handled all it read before it failed
+		return j.err
+	default:
+	}
+	s.abandon(j)
+	return ctx.Err()
 }
 
 func isTerminal(ev Event) bool {
@@ -256,12 +301,11 @@ func isTerminal(ev Event) bool {
 	return false
 }
 
-// abandon stops listening to j and, if it is unfinished, cancels it
-// upstream.
+// abandon cancels j upstream if it is unfinished; the reader keeps no
+// more of its messages.
 func (s *Session) abandon(j *job) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	close(j.gone)
 	if s.jobs[j.id] == j {
 		j.cancelWanted = true
 		s.flushCancels()
@@ -353,6 +397,7 @@ func (s *Session) Close() error {
 			case j.cancelSent:
 			case j.started:
 				running = append(running, j)
+			case j.dequeueSent: // taken out of the queue already
 			case !j.holdQueued:
 				queued = append(queued, j)
 			}

@@ -91,7 +91,7 @@ func (s *Session) readStream(ctx context.Context, api *API) (int, error) {
 				got++
 			}
 			timer.Stop() // a slow consumer is not a silent upstream
-			err = s.dispatch(ctx, api, m)
+			err = s.dispatch(api, m)
 			timer.Reset(idle)
 			return err
 		})
@@ -121,7 +121,7 @@ func (s *Session) streamError(ctx context.Context, err error, silent *atomic.Boo
 }
 
 // dispatch hands a message to its job, or handles a stream-level one.
-func (s *Session) dispatch(ctx context.Context, api *API, m *message) error {
+func (s *Session) dispatch(api *API, m *message) error {
 	if m.EventID == nil {
 		switch m.Msg {
 		case "close_stream":
@@ -158,12 +158,15 @@ func (s *Session) dispatch(ctx context.Context, api *API, m *message) error {
 		s.flushCancels()
 		end = !api.closeStream && len(s.jobs) == 0 && s.joining == 0
 	}
+	live := j.live
+	if !live && !j.cancelWanted {
+		j.pending = append(j.pending, m) // Stream has not caught up yet
+	}
 	s.mu.Unlock()
-	select {
-	case j.msgs <- m:
-	case <-j.gone:
-	case <-ctx.Done():
-		return ctx.Err()
+	if live {
+		j.call.Lock()
+		s.handle(j, m)
+		j.call.Unlock()
 	}
 	if end {
 		return errStreamDone // old protocols: nothing pending, nothing will close it

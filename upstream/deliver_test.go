@@ -1,0 +1,91 @@
+package upstream_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync/atomic"
+	"testing"
+
+	"github.com/spacerelay/spacerelay/upstream"
+)
+
+// Stream's fn runs on the session's reader once the job has caught up;
+// messages read while the job's Accepted is still being handled are kept
+// and come first, in order.
+func TestEventsKeepOrderWhileAcceptedIsHandled(t *testing.T) {
+	const n = 50
+	written := make(chan struct{})
+	f := &fakeApp{join: joined("e1")}
+	f.stream = func(w http.ResponseWriter, r *http.Request) {
+		for i := range n {
+			sse(w, fmt.Sprintf(`{"msg":"progress","event_id":"e1","progress_data":[{"index":%d,"length":%d,"unit":"steps","progress":null,"desc":null}]}`, i, n))
+		}
+		close(written)
+		sse(w, done("e1", `["ok", null]`), `{"msg":"close_stream","event_id":null}`)
+	}
+	c := startFake(t, f, upstream.Config{})
+	s := c.NewSession(nil)
+	defer s.Close()
+	var got []string
+	err := s.Stream(t.Context(), upstream.Call{Data: []any{"x"}}, func(ev upstream.Event) error {
+		switch ev := ev.(type) {
+		case *upstream.Accepted:
+			<-written // the reader reads on meanwhile
+			got = append(got, "accepted")
+		case *upstream.Progress:
+			got = append(got, fmt.Sprint(*ev.Steps[0].Index))
+		case *upstream.Completed:
+			got = append(got, "completed")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Stream() = %v", err)
+	}
+	want := []string{"accepted"}
+	for i := range n {
+		want = append(want, fmt.Sprint(i))
+	}
+	want = append(want, "completed")
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("events = %v, want %v", got, want)
+	}
+}
+
+// A job given up while the reader is inside its fn returns only after fn
+// has: fn never runs after Stream returns. The job is cancelled upstream.
+func TestStreamWaitsForFnInProgress(t *testing.T) {
+	f := &fakeApp{join: joined("e1")}
+	f.stream = func(w http.ResponseWriter, r *http.Request) {
+		sse(w, `{"msg":"progress","event_id":"e1","progress_data":[{"index":1,"length":2,"unit":"steps","progress":null,"desc":null}]}`)
+		<-r.Context().Done()
+	}
+	c := startFake(t, f, upstream.Config{})
+	s := c.NewSession(nil)
+	ctx, cancel := context.WithCancel(t.Context())
+	inside := make(chan struct{})
+	var running atomic.Int32
+	err := s.Stream(ctx, upstream.Call{Data: []any{"x"}}, func(ev upstream.Event) error {
+		if _, ok := ev.(*upstream.Progress); !ok {
+			return nil
+		}
+		running.Add(1)
+		defer running.Add(-1)
+		close(inside)
+		cancel()
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("Stream() = %v, want context.Canceled", err)
+	}
+	if running.Load() != 0 {
+		t.Error("fn still runs after Stream returned")
+	}
+	s.Close()
+	if f.cancels.Load() != 1 {
+		t.Errorf("%d cancels, want 1", f.cancels.Load())
+	}
+}
