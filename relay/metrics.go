@@ -2,6 +2,7 @@ package relay
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -22,6 +23,9 @@ type metrics struct {
 	queueWait      prometheus.Histogram
 	jobDuration    prometheus.Histogram
 	bytesSent      *prometheus.CounterVec // kind: text or file
+	textBytes      prometheus.Counter     // bytesSent's two series, looked up once
+	fileBytes      prometheus.Counter
+	relayed        prometheus.Histogram
 	filesSent      prometheus.Counter
 	slowConsumers  prometheus.Counter
 	upstreamReady  prometheus.Gauge
@@ -30,6 +34,10 @@ type metrics struct {
 // jobBuckets are the buckets of the job histograms, in seconds: from a
 // cached answer to a long ZeroGPU queue.
 var jobBuckets = []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600}
+
+// relayBuckets are the buckets of the relay's own delay per message, in
+// seconds, fine around its 2 ms target.
+var relayBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1}
 
 func newMetrics() *metrics {
 	m := &metrics{
@@ -57,6 +65,11 @@ func newMetrics() *metrics {
 		bytesSent: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "spacerelay_bytes_sent_total", Help: "Bytes written to browsers, by kind: text (JSON messages) or file (binary frames).",
 		}, []string{"kind"}),
+		relayed: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "spacerelay_message_relay_seconds",
+			Help:    "Time a job's message spent in the relay: from its upstream event being read to the end of its write to the browser (messages without files).",
+			Buckets: relayBuckets,
+		}),
 		filesSent: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "spacerelay_files_sent_total", Help: "Files written to browsers.",
 		}),
@@ -68,14 +81,14 @@ func newMetrics() *metrics {
 		}),
 	}
 	m.reg.MustRegister(m.sessionsOpen, m.sessionsOpened, m.refused, m.jobs, m.queueWait,
-		m.jobDuration, m.bytesSent, m.filesSent, m.slowConsumers, m.upstreamReady,
+		m.jobDuration, m.bytesSent, m.relayed, m.filesSent, m.slowConsumers, m.upstreamReady,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, code := range refusalCodes { // show every reason, at 0
 		m.refused.WithLabelValues(code)
 	}
-	m.bytesSent.WithLabelValues("text")
-	m.bytesSent.WithLabelValues("file")
+	m.textBytes = m.bytesSent.WithLabelValues("text")
+	m.fileBytes = m.bytesSent.WithLabelValues("file")
 	return m
 }
 
@@ -94,10 +107,13 @@ func (m *metrics) hooks() session.Hooks {
 			m.jobDuration.Observe(st.Duration.Seconds())
 		},
 		Sent: func(kind string, n int) {
-			m.bytesSent.WithLabelValues(kind).Add(float64(n))
-			if kind == "file" { // one binary frame per file
+			if kind == "file" { // one binary message per file
+				m.fileBytes.Add(float64(n))
 				m.filesSent.Inc()
+				return
 			}
+			m.textBytes.Add(float64(n))
 		},
+		Relayed: func(d time.Duration) { m.relayed.Observe(d.Seconds()) },
 	}
 }

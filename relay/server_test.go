@@ -148,6 +148,9 @@ func TestMetrics(t *testing.T) {
 	if got := metric(t, base, `spacerelay_bytes_sent_total{kind="text"}`); got <= 0 {
 		t.Errorf(`bytes_sent_total{kind="text"} = %v, want > 0`, got)
 	}
+	if got := metric(t, base, "spacerelay_message_relay_seconds_count"); got < 3 {
+		t.Errorf("message_relay_seconds_count = %v, want the job's messages timed (accepted, started, result at least)", got)
+	}
 	if body := string(get(t, base+"/metrics").body); strings.Contains(body, "secret-token") {
 		t.Error("the metrics hold the token")
 	}

@@ -33,7 +33,24 @@ type latencyReport struct {
 	DirectJobs    jobsReport     `json:"direct_jobs"`
 	DirectErrors  map[string]int `json:"direct_errors"`
 	DirectCPULoad float64        `json:"direct_cpu_load_seconds"`
+	// RelayOwn is the relay's own measure of the time a message spends in
+	// it (spacerelay_message_relay_seconds), over this load.
+	RelayOwn *relayOwn `json:"relay_own,omitempty"`
 }
+
+// relayOwn summarises the relay's histogram of the time each job message
+// spends in it: from its upstream event being read to the end of its
+// write to the browser. Quantiles are interpolated within buckets; the
+// share within 2 ms is exact (2 ms is a bucket bound).
+type relayOwn struct {
+	Messages  float64 `json:"messages"`
+	P50       float64 `json:"p50_ms"`
+	P95       float64 `json:"p95_ms"`
+	P99       float64 `json:"p99_ms"`
+	Within2ms float64 `json:"share_within_2ms"`
+}
+
+const relayHistogram = "spacerelay_message_relay_seconds"
 
 const latencyMethod = "progress events stamped by the harness at the upstream's socket write (w) and at the relay's session boundary (e); " +
 	"latency = the browser's receive time minus the stamp; added = relay path minus the same load read straight from the upstream"
@@ -47,12 +64,20 @@ func runLatency(ctx context.Context, cfg config, stderr io.Writer) (*report, err
 		return nil, err
 	}
 	defer stop()
+	before, _ := scrapeHistogram(cfg.metricsFromURL(), relayHistogram)
 	rep, err := runLoad(ctx, cfg, nil)
 	if err != nil {
 		return nil, err
 	}
 	lat := &latencyReport{Method: latencyMethod, RelayWire: rep.Latency["event_wire"], RelaySession: rep.Latency["event_session"]}
 	rep.LatencyMode = lat
+	if after, err := scrapeHistogram(cfg.metricsFromURL(), relayHistogram); err == nil {
+		h := after.minus(before)
+		ms := func(q float64) float64 { return h.quantile(q) * 1000 }
+		lat.RelayOwn = &relayOwn{Messages: h.total(), P50: ms(0.5), P95: ms(0.95), P99: ms(0.99), Within2ms: h.within(0.002)}
+	} else {
+		fmt.Fprintln(stderr, "spacerelay-load:", err)
+	}
 	if lat.RelayWire == nil && lat.RelaySession == nil {
 		fmt.Fprintln(stderr, "spacerelay-load: no stamped progress events: run the relay with \"spacerelay-load serve --stamp\", or use --spawn")
 	}
@@ -186,6 +211,10 @@ func parseStamps(desc string) (w, e int64) {
 func (l *latencyReport) text(b *strings.Builder) {
 	if l == nil {
 		return
+	}
+	if o := l.RelayOwn; o != nil && o.Messages > 0 {
+		fmt.Fprintf(b, "relay own  time in the relay per message (its histogram), ms: n %.0f, p50 %.3f, p95 %.3f, p99 %.3f; within 2 ms: %.2f%%\n",
+			o.Messages, o.P50, o.P95, o.P99, 100*o.Within2ms)
 	}
 	b.WriteString("latency    per progress event, ms      n      p50      p95      p99      max\n")
 	for _, row := range []struct {

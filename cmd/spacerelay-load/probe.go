@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -159,4 +160,88 @@ func maybeSpawn(ctx context.Context, cfg *config, stderr io.Writer, demoArgs, se
 	stops = append(stops, rstop)
 	cfg.url, cfg.metricsURL, cfg.pprofURL, cfg.upstreamURL, cfg.pid = r.URL, r.Metrics, r.Pprof, r.Upstream, r.PID
 	return stop, nil
+}
+
+// histogram is a Prometheus histogram as scraped: cumulative counts by
+// upper bound, in seconds, ascending, +Inf last.
+type histogram struct {
+	bounds []float64
+	counts []float64
+}
+
+// scrapeHistogram reads the unlabelled histogram name from a Prometheus
+// text exposition.
+func scrapeHistogram(u, name string) (*histogram, error) {
+	body, err := get(u)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	h := &histogram{}
+	prefix := name + `_bucket{le="`
+	for line := range strings.SplitSeq(string(body), "\n") {
+		rest, ok := strings.CutPrefix(line, prefix)
+		if !ok {
+			continue
+		}
+		le, val, ok := strings.Cut(rest, `"} `)
+		if !ok {
+			continue
+		}
+		b, err1 := strconv.ParseFloat(le, 64)
+		n, err2 := strconv.ParseFloat(strings.TrimSpace(val), 64)
+		if err1 != nil || err2 != nil {
+			return nil, fmt.Errorf("metrics: bad bucket line %q", line)
+		}
+		h.bounds, h.counts = append(h.bounds, b), append(h.counts, n)
+	}
+	if len(h.bounds) == 0 {
+		return nil, fmt.Errorf("metrics: no histogram %s", name)
+	}
+	return h, nil
+}
+
+// minus returns h less an earlier reading of the same histogram.
+func (h *histogram) minus(old *histogram) *histogram {
+	if old == nil || len(old.counts) != len(h.counts) {
+		return h
+	}
+	d := &histogram{bounds: h.bounds, counts: make([]float64, len(h.counts))}
+	for i := range h.counts {
+		d.counts[i] = h.counts[i] - old.counts[i]
+	}
+	return d
+}
+
+func (h *histogram) total() float64 { return h.counts[len(h.counts)-1] }
+
+// quantile estimates the q-quantile in seconds, linearly within its
+// bucket (as Prometheus' histogram_quantile does); +Inf if it falls in the
+// last bucket.
+func (h *histogram) quantile(q float64) float64 {
+	rank := q * h.total()
+	lower, below := 0.0, 0.0
+	for i, n := range h.counts {
+		if n >= rank {
+			if math.IsInf(h.bounds[i], 1) {
+				return h.bounds[i]
+			}
+			if n == below {
+				return h.bounds[i]
+			}
+			return lower + (h.bounds[i]-lower)*(rank-below)/(n-below)
+		}
+		lower, below = h.bounds[i], n
+	}
+	return math.Inf(1)
+}
+
+// within returns the share of observations at most bound seconds; bound
+// must be one of the bucket bounds.
+func (h *histogram) within(bound float64) float64 {
+	for i, b := range h.bounds {
+		if b == bound && h.total() > 0 {
+			return h.counts[i] / h.total()
+		}
+	}
+	return math.NaN()
 }
