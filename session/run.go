@@ -40,12 +40,14 @@ type Session struct {
 	wake  chan *job
 	done  chan struct{} // closed when Run stops listening
 
-	fileSeq   atomic.Int64 // file ids, shared by the jobs' Stream callbacks
-	helpers   sync.WaitGroup
-	pongs     chan error // the answer to the ping in flight
-	pinging   bool       // owned by Run
-	ticks     int        // owned by Run; starts at a random phase
-	jobsGroup sync.WaitGroup
+	fileSeq atomic.Int64 // file ids, shared by the jobs' Stream callbacks
+	helpers sync.WaitGroup
+	pongs   chan error // the answer to the ping in flight
+	pinging bool       // owned by Run
+	// writeTimer bounds the write in progress; owned by Run.
+	writeTimer *time.Timer
+	ticks      int // owned by Run; starts at a random phase
+	jobsGroup  sync.WaitGroup
 }
 
 // New returns a session for conn. cfg.API must be set.
@@ -240,14 +242,21 @@ func (s *Session) sendError(e *errorMsg) error {
 	return s.write(websocket.MessageText, b)
 }
 
-// write writes one message within the write timeout.
+// write writes one message within the write timeout. The timeout is one
+// timer of the session's own, reset for each write, which closes the
+// socket if it fires (as the WebSocket library does when a write's context
+// ends, without a context and a timer per message).
 func (s *Session) write(typ websocket.MessageType, p []byte) error {
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteTimeout)
-	defer cancel()
-	if err := s.conn.Write(ctx, typ, p); err != nil {
-		if ctx.Err() != nil {
-			return ErrSlowConsumer
-		}
+	if s.writeTimer == nil {
+		s.writeTimer = time.AfterFunc(s.cfg.WriteTimeout, func() { _ = s.conn.CloseNow() })
+	} else {
+		s.writeTimer.Reset(s.cfg.WriteTimeout)
+	}
+	err := s.conn.Write(context.Background(), typ, p)
+	if !s.writeTimer.Stop() {
+		return ErrSlowConsumer
+	}
+	if err != nil {
 		return fmt.Errorf("%w: %v", ErrClientGone, err)
 	}
 	if s.cfg.Hooks.Sent != nil {

@@ -29,6 +29,9 @@ type Conn interface {
 	Write(ctx context.Context, typ websocket.MessageType, p []byte) error
 	Ping(ctx context.Context) error
 	Close(code websocket.StatusCode, reason string) error
+	// CloseNow closes the connection without a close handshake: it ends a
+	// write that timed out.
+	CloseNow() error
 }
 
 // Upstream is what a Session needs of the upstream Gradio client.
