@@ -285,7 +285,8 @@ func (s *Session) follow(ctx context.Context, v Visitor, j *job, call upstream.C
 // stream follows the job upstream, handing its messages to Run. Its
 // callback runs on the visitor's upstream stream reader (see
 // upstream.Session.Stream): an event goes from the upstream's socket to
-// Run with one goroutine switch. It returns once Run stops listening.
+// Run with one goroutine switch. Once Run stops listening it drops what
+// comes, and never blocks.
 func (s *Session) stream(ctx context.Context, v Visitor, j *job, call upstream.Call, joined func()) error {
 	return v.Stream(ctx, call, func(ev upstream.Event) error {
 		if _, ok := ev.(*upstream.Accepted); ok {
@@ -323,10 +324,10 @@ func (s *Session) stream(ctx context.Context, v Visitor, j *job, call upstream.C
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-s.done:
-			return errSessionOver
+			// Run has stopped listening: the message is dropped, and the
+			// job is left to the visitor's Close, which cancels the
+			// session's jobs in the one safe order (queued ones first).
+			return nil
 		}
 	})
 }
-
-// errSessionOver stops a job whose session has stopped listening.
-var errSessionOver = errors.New("session: over")

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -401,6 +402,40 @@ func TestRelayedTimesEachMessage(t *testing.T) {
 		}
 		if want := []time.Duration{0, 3 * time.Second, 3 * time.Second}; fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("relayed = %v, want %v (accepted, started, progress; not the result with a file)", got, want)
+		}
+	})
+}
+
+// When the browser leaves, events still arriving for its jobs are dropped
+// without failing the jobs: an error from the event callback would cancel
+// a running job upstream before the visitor's Close takes the queued ones
+// out of the queue, and Gradio would start a queued job in between.
+func TestTeardownLeavesCancelsToClose(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		up := &fakeUpstream{}
+		var failedEarly atomic.Bool
+		up.script = func(ctx context.Context, _ upstream.Call, emit func(upstream.Event) error) error {
+			for { // logs are never dropped: emit waits for Run
+				if err := emit(&upstream.Log{Level: "info", Message: "working"}); err != nil {
+					if ctx.Err() == nil { // only the job's end may fail it
+						failedEarly.Store(true)
+					}
+					return err
+				}
+			}
+		}
+		h := start(t, up, session.Config{})
+		h.expect("hello")
+		h.send(`{"type":"submit","id":"g","data":["x"]}`)
+		h.expect("accepted", "log")
+		h.browser.CloseNow()
+		<-h.ended
+		h.ended <- nil
+		if failedEarly.Load() {
+			t.Error("a job's event callback failed while its job was still wanted: the job would be cancelled before Close")
+		}
+		if up.closes() != 1 {
+			t.Errorf("upstream session closed %d times, want 1", up.closes())
 		}
 	})
 }
