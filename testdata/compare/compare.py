@@ -11,6 +11,14 @@ with the same visitors (each with a token of its own), the same prompts and
 steps, and prints one table. Every process it starts is stopped on the way
 out, whatever happens (and dies with it if it is killed: PR_SET_PDEATHSIG).
 
+Memory is read the same way on both sides (see README.md): at 0 visitors,
+N visitors and N + --more visitors (who arrive after the N reading and
+count for the marginal memory only), each time as the process left it and
+again after two passes of its collection, which gives freed memory back to
+the OS: gc.collect() and malloc_trim(0) in Space A (its POST
+/compare/collect), a GC and debug.FreeOSMemory() in the relay (GET
+/debug/free, which debugfree.go adds to the binary compare.py builds).
+
     python3 testdata/compare/compare.py                # from the repository root
     python3 testdata/compare/compare.py --visitors 20 --jobs 1 --json-out /tmp/compare.json
 
@@ -35,7 +43,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
-from procstat import ProcSampler, loadavg  # noqa: E402
+from procstat import COLLECTIONS, ProcSampler, loadavg, memory_summary, reading  # noqa: E402
 
 PR_SET_PDEATHSIG = 1
 
@@ -185,12 +193,36 @@ def metrics(url):
     return m
 
 
-def go_build(out, pkg):
-    """Builds pkg; False (and the compiler's words on stderr) if it fails."""
-    p = subprocess.run(["go", "build", "-o", out, pkg], cwd=ROOT, capture_output=True, text=True)
+def go_build(out, pkg, overlay=None):
+    """Builds pkg (with the go build -overlay file overlay, if given);
+    False (and the compiler's words on stderr) if it fails."""
+    argv = ["go", "build", "-o", out]
+    if overlay:
+        argv += ["-overlay", overlay]
+    p = subprocess.run(argv + [pkg], cwd=ROOT, capture_output=True, text=True)
     if p.returncode != 0:
         print(f"compare: go build {pkg} failed:\n{p.stderr.strip()}", file=sys.stderr)
     return p.returncode == 0
+
+
+# The file debugfree.go becomes, in the relay compare.py builds, this file of
+# cmd/spacerelay: the production relay plus GET /debug/free on a loopback
+# listener of its own, named by COMPARE_DEBUG_FREE_ADDR.
+DEBUG_FREE_AS = os.path.join(ROOT, "cmd", "spacerelay", "zz_compare_debugfree.go")
+
+
+def build_relay(tmp):
+    """cmd/spacerelay with debugfree.go compiled in (go build -overlay: no
+    file of the repository changes), as the binary's path."""
+    if os.path.exists(DEBUG_FREE_AS):
+        raise SystemExit(f"compare: {DEBUG_FREE_AS} exists; the overlay would replace it")
+    overlay = os.path.join(tmp, "overlay.json")
+    with open(overlay, "w") as f:
+        json.dump({"Replace": {DEBUG_FREE_AS: os.path.join(HERE, "debugfree.go")}}, f)
+    out = os.path.join(tmp, "spacerelay")
+    if not go_build(out, "./cmd/spacerelay", overlay):
+        raise SystemExit("compare: cannot build cmd/spacerelay")
+    return out
 
 
 def build_load_tools(tmp):
@@ -252,6 +284,8 @@ def run_space_a(args, procs, tmp, b_url):
                 "--think", str(args.think),
                 "--hold", str(args.hold),
                 "--settle", str(args.settle),
+                "--more", str(args.more),
+                "--collect-url", "" if args.no_collect else url + "/compare/collect",
                 "--prompt", args.prompt,
                 "--timeout", str(args.timeout),
                 "--download-dir", os.path.join(tmp, "visitors-files"),
@@ -276,13 +310,20 @@ def run_space_a(args, procs, tmp, b_url):
 
 
 def run_relay(args, procs, tmp, b_url, relay_bin, load_tools):
-    port = free_port()
+    port, free_at = free_port(), free_port()
     http_url = f"http://127.0.0.1:{port}"
     r = procs.start(
         "spacerelay",
         [relay_bin, "--listen", f"127.0.0.1:{port}", "--upstream", b_url, "--token-policy", "require"],
+        env={"COMPARE_DEBUG_FREE_ADDR": f"127.0.0.1:{free_at}"},
     )
     wait_ready(procs, r, http_url + "/readyz", 60)
+    collect = None
+    if not args.no_collect:
+
+        def collect():
+            # The relay's GC and debug.FreeOSMemory (debugfree.go).
+            return json.loads(http("GET", f"http://127.0.0.1:{free_at}/debug/free", timeout=60)[1])
 
     def load_argv(load_bin, sessions, jobs, hold):
         return [
@@ -329,61 +370,99 @@ def run_relay(args, procs, tmp, b_url, relay_bin, load_tools):
     sampler = ProcSampler(r.pid, interval=0.1)
     time.sleep(args.settle)
     load_before = loadavg()
-    idle = sampler.read()
-    out = os.path.join(tmp, "load.json")
-    f = open(out, "wb")
+    idle = reading(sampler, collect)
     # --hold negative: every session stays until told (SIGINT), so that the
-    # reading below sees them all connected, as drive_a.py's does.
-    lp = procs.start("load", load_argv(load_bin, args.visitors, args.jobs, "-1s"), stdout=f, simulator=True)
+    # readings below see them all connected, as drive_a.py's do. The N
+    # visitors come from one load generator ("load"), the --more visitors,
+    # once the N reading is taken, from a second ("load-more"), for the
+    # marginal memory only, as drive_a.py does.
+    outs = {name: os.path.join(tmp, name + ".json") for name in ("load", "load-more")}
+    files = {"load": open(outs["load"], "wb")}
+    lps = {"load": procs.start("load", load_argv(load_bin, args.visitors, args.jobs, "-1s"), stdout=files["load"],
+                               simulator=True)}
     sampler.start()
 
-    # The same reading as drive_a.py's: once every visitor has arrived and
-    # every connected one has had all its jobs end, after --settle; then
-    # --hold more seconds connected, and the load generator lets them go.
-    held, load_after, settled_at, released = None, None, None, False
+    # The same readings as drive_a.py's: once every visitor has arrived and
+    # every connected one has had all its jobs end, after --settle (for N,
+    # then for N + --more); then --hold more seconds connected, and the load
+    # generators let them go.
+    held = more = load_after = peak = None
+    settled_at, released, last_at = None, False, None
+    want = args.visitors
     deadline = time.monotonic() + args.timeout
-    while lp.poll() is None:
+    while lps["load"].poll() is None:
         try:
             m = {k: v - before[k] for k, v in metrics(http_url).items()}
             m["open"] += before["open"]
         except OSError:
             break
-        arrived = m["opened"] + m["refused"] >= args.visitors
+        arrived = m["opened"] + m["refused"] >= want
         over = m["ended"] >= m["opened"] * args.jobs and m["open"] == m["opened"]
-        if held is None:
+        if last_at is None:
             if arrived and over:
                 settled_at = settled_at or time.monotonic()
                 if time.monotonic() - settled_at >= args.settle:
-                    held, load_after = sampler.read(), loadavg()
-                    held["sessions_open"] = m["open"]
-                    held_at = time.monotonic()
+                    if held is None:
+                        held = reading(sampler, collect)
+                        peak = (sampler.peak_rss, sampler.peak_threads)
+                        load_after = loadavg()
+                        held["sessions_open"] = m["open"]
+                        if args.more > 0:
+                            want += args.more
+                            settled_at = None
+                            files["load-more"] = open(outs["load-more"], "wb")
+                            lps["load-more"] = procs.start(
+                                "load-more", load_argv(load_bin, args.more, args.jobs, "-1s"),
+                                stdout=files["load-more"], simulator=True)
+                        else:
+                            last_at = time.monotonic()
+                    else:
+                        more = reading(sampler, collect)
+                        more["sessions_open"] = m["open"]
+                        last_at = time.monotonic()
             else:
                 settled_at = None
         if not released and (
-            (held is not None and time.monotonic() - held_at >= max(0.0, args.hold - args.settle))
+            (last_at is not None and time.monotonic() - last_at >= max(0.0, args.hold - args.settle))
             or time.monotonic() > deadline
         ):
-            lp.send_signal(signal.SIGINT)
+            for lp in lps.values():
+                lp.send_signal(signal.SIGINT)
             released = True
         time.sleep(0.05)
     if not released:
-        lp.send_signal(signal.SIGINT)
+        for lp in lps.values():
+            lp.send_signal(signal.SIGINT)
     try:
-        lp.wait(60)
+        for lp in lps.values():
+            lp.wait(60)
     finally:
-        f.close()
+        for f in files.values():
+            f.close()
     sampler.stop()
     time.sleep(args.settle)
-    after = sampler.read()  # every visitor gone
-    if lp.returncode != 0:
-        raise SystemExit(f"compare: {load_tool} failed ({lp.returncode}):\n{procs.tail(lp)}")
-    procs.stop(lp)
-    with open(out) as fh:
-        raw = json.load(fh)
+    after = reading(sampler, collect)  # every visitor gone
+    raws = {}
+    for name, lp in lps.items():
+        if lp.returncode != 0:
+            raise SystemExit(f"compare: {load_tool} ({name}) failed ({lp.returncode}):\n{procs.tail(lp)}")
+        procs.stop(lp)
+        with open(outs[name]) as fh:
+            raws[name] = json.load(fh)
+    raw = raws["load"]
     if held is None:
         raise SystemExit(f"compare: the relay never had every visitor connected with its jobs over: {raw}")
+    if args.more > 0 and more is None:
+        raise SystemExit(f"compare: the relay never had the --more visitors connected with their jobs over: {raws}")
     n = held["sessions_open"]
-    jobs = raw.get("jobs", {})
+    k = more["sessions_open"] - n if more else 0
+
+    def jobs_of(raw):
+        jobs = raw.get("jobs", {})
+        return jobs.get("completed", 0), sum(jobs.get(k, 0) for k in ("failed", "cancelled", "unfinished"))
+
+    completed, failed = jobs_of(raw)
+    more_raw = raws.get("load-more", {})
     result = {
         "system": "spacerelay",
         "load_tool": load_tool,
@@ -391,28 +470,24 @@ def run_relay(args, procs, tmp, b_url, relay_bin, load_tools):
         "visitors_connected": pick(raw, "sessions.opened", default=0),
         "setup_s": seconds(pick(raw, "latency.hello")),
         "time_to_image_s": seconds(pick(raw, "latency.result")),
-        "jobs_completed": jobs.get("completed", 0),
-        "jobs_failed": sum(jobs.get(k, 0) for k in ("failed", "cancelled", "unfinished")),
+        "jobs_completed": completed,
+        "jobs_failed": failed,
         "errors": raw.get("errors") or {},
+        "more": {
+            "visitors": args.more,
+            "visitors_connected": pick(more_raw, "sessions.opened", default=0),
+            "jobs_completed": jobs_of(more_raw)[0],
+            "jobs_failed": jobs_of(more_raw)[1],
+            "errors": more_raw.get("errors") or {},
+        },
         "warmup": {
             "setup_s": seconds(pick(warm_raw, "latency.hello")),
             "time_to_image_s": seconds(pick(warm_raw, "latency.result")),
         },
         "loadavg_1m": [load_before, load_after],
         "driver_cpu_s": pick(raw, "cpu.load_seconds"),
-        "memory": {
-            "pid": r.pid,
-            "idle": idle,
-            "connected": held,
-            "peak_rss_bytes": sampler.peak_rss,
-            "peak_threads": sampler.peak_threads,
-            "after_close": after,
-            "rss_per_visitor_bytes": (held["rss_bytes"] - idle["rss_bytes"]) / n if n else None,
-            "threads_per_visitor": (held["threads"] - idle["threads"]) / n if n else None,
-            "fds_per_visitor": (held["fds"] - idle["fds"]) / n if n else None,
-            "cpu_s": held["cpu_s"] - idle["cpu_s"],
-        },
-        "raw": raw,
+        "memory": memory_summary(r.pid, idle, held, more, after, n, k, peak),
+        "raw": raws,
     }
     result["b_tokens_billed"] = tokens_billed(journal(b_url))
     result["b_file_races"] = count_in_log(b_log, b_log_at, B_FILE_RACE)
@@ -454,6 +529,51 @@ def table(a, r, args):
         return (name, fmt(x), fmt(y), ratio(x, y))
 
     cpu_a, cpu_r = per_job(am.get("cpu_s"), jobs_a), per_job(rm.get("cpu_s"), jobs_r)
+    k = args.more
+
+    def rss_path(m):
+        xs = [m["idle"], m["connected"]] + ([m["more"]] if m.get("more") else [])
+        return " -> ".join(fmt_bytes(x["rss_bytes"]) for x in xs)
+
+    def threads_path(m):
+        xs = [m["idle"], m["connected"]] + ([m["more"]] if m.get("more") else [])
+        return " -> ".join(str(x["threads"]) for x in xs)
+
+    def longest_collect(m):
+        took = [c["seconds"] for c in m["collect"].values() if c]
+        return max(took) if took else None
+
+    def more_path(res):
+        mo = res["more"]
+        return f"{mo['visitors_connected']}/{mo['visitors']}, {mo['jobs_completed']}, {mo['jobs_failed']}"
+
+    # Each RSS is read twice (procstat.reading): as the process left it,
+    # and after its collection; the rows say which. --no-collect: only the
+    # first, and the rows say "no collection".
+    how = "no collection" if args.no_collect else "after collection"
+    nk = f"N -> N+{k}" if k else "N"
+    memory_rows = [
+        row(f"memory per visitor, {how}: (RSS at N - at 0) / N", am["rss_per_visitor_bytes"],
+            rm["rss_per_visitor_bytes"], fmt_bytes),
+    ]
+    if k:
+        memory_rows.append(row(f"memory per visitor, {how}, marginal: (RSS at N+{k} - at N) / {k}",
+                               am["rss_marginal_per_visitor_bytes"], rm["rss_marginal_per_visitor_bytes"], fmt_bytes))
+    if not args.no_collect:
+        memory_rows.append(row("memory per visitor, no collection: (RSS at N - at 0) / N (the earlier figure)",
+                               am["rss_per_visitor_as_left_bytes"], rm["rss_per_visitor_as_left_bytes"], fmt_bytes))
+    memory_rows.append(row(f"RSS, {how}: 0 visitors -> {nk} connected", rss_path(am), rss_path(rm)))
+    if not args.no_collect:
+        memory_rows.append(row(
+            "RSS, no collection: 0 visitors -> N",
+            f"{fmt_bytes(am['idle_as_left']['rss_bytes'])} -> {fmt_bytes(am['connected_as_left']['rss_bytes'])}",
+            f"{fmt_bytes(rm['idle_as_left']['rss_bytes'])} -> {fmt_bytes(rm['connected_as_left']['rss_bytes'])}",
+        ))
+    memory_rows.append(row("peak RSS (until the N reading)", am["peak_rss_bytes"], rm["peak_rss_bytes"], fmt_bytes))
+    if not args.no_collect:
+        memory_rows.append(row(f"longest collection before a reading ({COLLECTIONS} passes)", longest_collect(am), longest_collect(rm), fmt_s))
+    memory_rows.append(row(f"threads: 0 -> {nk} connected", threads_path(am), threads_path(rm)))
+
     rows = [
         row("visitors connected", f"{a['visitors_connected']}/{args.visitors}", f"{r['visitors_connected']}/{args.visitors}"),
         row(
@@ -470,20 +590,9 @@ def table(a, r, args):
         ),
         row("set-up per visitor p50", a["setup_s"].get("p50"), r["setup_s"].get("p50"), fmt_s),
         row("set-up per visitor p99", a["setup_s"].get("p99"), r["setup_s"].get("p99"), fmt_s),
-        row("memory per visitor (RSS)", am["rss_per_visitor_bytes"], rm["rss_per_visitor_bytes"], fmt_bytes),
+        *memory_rows,
         row(
-            "RSS: 0 visitors -> N connected",
-            f"{fmt_bytes(am['idle']['rss_bytes'])} -> {fmt_bytes(am['connected']['rss_bytes'])}",
-            f"{fmt_bytes(rm['idle']['rss_bytes'])} -> {fmt_bytes(rm['connected']['rss_bytes'])}",
-        ),
-        row("peak RSS", am["peak_rss_bytes"], rm["peak_rss_bytes"], fmt_bytes),
-        row(
-            "threads: 0 -> N connected",
-            f"{am['idle']['threads']} -> {am['connected']['threads']}",
-            f"{rm['idle']['threads']} -> {rm['connected']['threads']}",
-        ),
-        row(
-            "after all left: RSS, threads",
+            f"after all left: RSS ({how}), threads",
             f"{fmt_bytes(am['after_close']['rss_bytes'])}, {am['after_close']['threads']}",
             f"{fmt_bytes(rm['after_close']['rss_bytes'])}, {rm['after_close']['threads']}",
         ),
@@ -499,7 +608,9 @@ def table(a, r, args):
         row("relaying process CPU, whole run", am.get("cpu_s"), rm.get("cpu_s"), fmt_s),
         row("relaying process CPU per image", cpu_a, cpu_r, fmt_s),
         row("visitor simulator CPU (not the relay)", a.get("driver_cpu_s"), r.get("driver_cpu_s"), fmt_s),
-        row("tokens Space B billed (want N)", a["b_tokens_billed"], r["b_tokens_billed"]),
+        *([row(f"the {k} more visitors: connected, jobs completed, failed", more_path(a), more_path(r))] if k else []),
+        row(f"tokens Space B billed (want {'N+' + str(k) + ' = ' if k else 'N = '}{args.visitors + k})",
+            a["b_tokens_billed"], r["b_tokens_billed"]),
         row("Space B file-cache races (see below)", a["b_file_races"], r["b_file_races"]),
         row(
             "Space A file-cache races (empty images)",
@@ -523,6 +634,8 @@ def table(a, r, args):
     for name, res in (("Space A", a), ("spacerelay", r)):
         if res["errors"]:
             lines.append(f"{name} errors: {json.dumps(res['errors'])}")
+        if res["more"]["errors"]:
+            lines.append(f"{name} errors of the {k} more visitors: {json.dumps(res['more']['errors'])}")
     if a["b_file_races"] or r["b_file_races"] or a["errors"].get("ValueError: empty image file"):
         lines.append(
             "File-cache race: every job draws the same image (spacerelay-load sends the same inputs to "
@@ -535,7 +648,7 @@ def table(a, r, args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--visitors", type=int, default=50, help="visitors (N), each with its own token")
+    parser.add_argument("--visitors", type=int, default=100, help="visitors (N), each with its own token")
     parser.add_argument("--jobs", type=int, default=2, help="prompts per visitor (M), one after the other")
     parser.add_argument("--steps", type=int, default=2, help="steps of every job on Space B")
     parser.add_argument("--step-seconds", type=float, default=0.05, help="Space B's seconds per step (FIXTURE_STEP_SECONDS)")
@@ -543,6 +656,12 @@ def main():
     parser.add_argument("--think", type=float, default=0.5, help="seconds a visitor waits before each prompt")
     parser.add_argument("--hold", type=float, default=3, help="seconds all visitors stay connected after the last job")
     parser.add_argument("--settle", type=float, default=1, help="seconds before each memory reading")
+    parser.add_argument("--more", type=int, default=None,
+                        help="visitors that arrive after the N reading, for the marginal memory per visitor "
+                             "(default: N/2; 0: none)")
+    parser.add_argument("--no-collect", action="store_true",
+                        help="read memory as each process left it only: no gc.collect/malloc_trim in Space A, "
+                             "no GC/FreeOSMemory in the relay, before the readings")
     parser.add_argument("--prompt", default="a red fox in the snow {visitor}-{job}",
                         help="the prompt of every job; {visitor}-{job} makes it unique per job")
     parser.add_argument("--timeout", type=float, default=300, help="seconds each side may take")
@@ -554,6 +673,8 @@ def main():
     parser.add_argument("--json-out", help="also write every figure to this JSON file")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
     args = parser.parse_args()
+    if args.more is None:
+        args.more = args.visitors // 2
     if not os.path.exists(args.python):
         raise SystemExit(f"compare: no {args.python}: make the venvs first (task venvs)")
 
@@ -570,9 +691,7 @@ def main():
     ok = False
     try:
         print(f"compare: building (logs in {tmp})", file=sys.stderr)
-        relay_bin = os.path.join(tmp, "spacerelay")
-        if not go_build(relay_bin, "./cmd/spacerelay"):
-            raise SystemExit("compare: cannot build cmd/spacerelay")
+        relay_bin = build_relay(tmp)
         load_tools = build_load_tools(tmp)
 
         b_port = free_port()
@@ -603,7 +722,10 @@ def main():
             f"{args.visitors} visitors x {args.jobs} prompts, steps={args.steps} x {args.step_seconds}s on one "
             f"Space B (gradio 6.31.0, one job at a time); arrivals {args.rate}/s, think {args.think}s; "
             f"Space A {a['phase_s']:.0f}s, spacerelay {r['phase_s']:.0f}s, total {total:.0f}s; "
-            f"relay driven by {r['load_tool']}"
+            f"relay driven by {r['load_tool']}; {args.more} more visitors after the N reading, for the marginal memory; "
+            + ("memory read as each process left it (--no-collect)" if args.no_collect else
+               f"memory read after collection, {COLLECTIONS} passes of: gc.collect() + malloc_trim(0) in Space A, "
+               "GC + debug.FreeOSMemory() in the relay")
         )
         print(table(a, r, args))
         if args.json_out:

@@ -12,8 +12,14 @@ until all are done, for --hold seconds, and leaves (Client.close()).
 Measured: per visitor set-up (Client(A) plus /open), prompt to image
 (submit to downloaded file), jobs completed and failed (errors by kind),
 and the memory (VmRSS from /proc) and threads of Space A's process with 0
-visitors (before the first arrives) and with all N connected (after every
-job, while they hold), from which memory per visitor. JSON on stdout:
+visitors (before the first arrives), with all N connected (after every
+job, while they hold), with --more visitors beside them (after their jobs
+too; they are left out of every other figure) and after all have left.
+Each memory reading is taken as Space A left its memory, then, with
+--collect-url, again after Space A ran gc.collect() and malloc_trim(0)
+(space_a.py; procstat.COLLECTIONS times). From them, memory per visitor
+(procstat.memory_summary).
+JSON on stdout:
 
     python drive_a.py --url http://127.0.0.1:7861/ --pid 1234 --visitors 50 --jobs 2
 """
@@ -33,11 +39,12 @@ import secrets  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
+import urllib.request  # noqa: E402
 
 from gradio_client import Client  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from procstat import ProcSampler, loadavg, percentile  # noqa: E402
+from procstat import ProcSampler, loadavg, memory_summary, percentile, reading  # noqa: E402
 
 
 class Visitor:
@@ -143,6 +150,51 @@ def summary(xs):
     }
 
 
+def collector(url):
+    """A function that has Space A run gc.collect() and malloc_trim(0) (its
+    POST /compare/collect, space_a.py) and returns what it reported."""
+
+    def collect():
+        req = urllib.request.Request(url, data=b"", method="POST")
+        with urllib.request.urlopen(req, timeout=120) as r:
+            return json.loads(r.read())
+
+    return collect
+
+
+def errors_of(visitors):
+    """The visitors' failures, counted by kind."""
+    errors = {}
+    for v in visitors:
+        for f in v.failed:
+            errors[f] = errors.get(f, 0) + 1
+    return errors
+
+
+def arrive(visitors, rate, release):
+    """Starts the visitors, rate per second (0: all at once), and waits
+    until each has set up and had every job end. Returns their threads
+    (each then waits for release), and the seconds until every one had
+    connected and until every job was over."""
+    if not visitors:
+        return [], 0.0, 0.0
+    connected, done = Counter(len(visitors)), Counter(len(visitors))
+    threads = []
+    start = time.monotonic()
+    for i, v in enumerate(visitors):
+        if rate > 0:
+            delay = start + i / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        t = threading.Thread(target=v.run, args=(connected, done, release), daemon=True)
+        t.start()
+        threads.append(t)
+    connected.all.wait()
+    all_connected_s = time.monotonic() - start
+    done.all.wait()
+    return threads, all_connected_s, time.monotonic() - start
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", required=True, help="Space A's URL")
@@ -155,6 +207,17 @@ def main():
     parser.add_argument("--settle", type=float, default=1, help="seconds to wait before each memory reading")
     parser.add_argument("--prompt", default="visitor {visitor} prompt {job}", help="prompt, with {visitor} and {job}")
     parser.add_argument("--timeout", type=float, default=180, help="seconds a set-up or a job may take")
+    parser.add_argument(
+        "--more",
+        type=int,
+        default=0,
+        help="visitors that arrive after the N-visitor reading, for the marginal memory per visitor",
+    )
+    parser.add_argument(
+        "--collect-url",
+        default="",
+        help="Space A's POST /compare/collect (gc.collect and malloc_trim), called before each memory reading",
+    )
     parser.add_argument("--download-dir", default=None, help="where visitors' images go (default: gradio_client's)")
     parser.add_argument(
         "--warmup",
@@ -186,56 +249,54 @@ def main():
             "time_to_image_s": summary([x for v in warm for x in v.latencies]),
         }
 
+    collect = collector(args.collect_url) if args.collect_url else None
     sampler = ProcSampler(args.pid, interval=0.1)
     time.sleep(args.settle)
     driver_cpu = own_cpu()
     load_before = loadavg()
-    idle = sampler.read()
+    idle = reading(sampler, collect)
     sampler.start()
 
-    visitors = [Visitor(i, args, f"compare-{run_id}-visitor-{i}") for i in range(args.visitors)]
-    connected, done = Counter(len(visitors)), Counter(len(visitors))
     release = threading.Event()
-    threads = []
-    start = time.monotonic()
-    for i, v in enumerate(visitors):
-        if args.rate > 0:
-            delay = start + i / args.rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-        t = threading.Thread(target=v.run, args=(connected, done, release), daemon=True)
-        t.start()
-        threads.append(t)
-    connected.all.wait()
-    all_connected_s = time.monotonic() - start
-    done.all.wait()
-    jobs_s = time.monotonic() - start
+    visitors = [Visitor(i, args, f"compare-{run_id}-visitor-{i}") for i in range(args.visitors)]
+    threads, all_connected_s, jobs_s = arrive(visitors, args.rate, release)
     time.sleep(args.settle)
-    held = sampler.read()  # every visitor connected, every job over
+    held = reading(sampler, collect)  # every visitor connected, every job over
+    peak = (sampler.peak_rss, sampler.peak_threads)
     load_after = loadavg()
     driver_cpu = own_cpu() - driver_cpu
+
+    # --more visitors, for the marginal memory only: they arrive after the
+    # N reading, send their prompts like the others, and the reading with
+    # all N + k connected gives (RSS(N + k) - RSS(N)) / k.
+    extra, more = [], None
+    if args.more > 0:
+        n = args.visitors
+        extra = [Visitor(n + i, args, f"compare-{run_id}-visitor-{n + i}") for i in range(args.more)]
+        threads += arrive(extra, args.rate, release)[0]
+        time.sleep(args.settle)
+        more = reading(sampler, collect)
+
     time.sleep(max(0.0, args.hold - args.settle))
     release.set()
     for t in threads:
         t.join(timeout=10)
     # Client.close() waits up to 1 s for its heartbeat thread: all at once.
-    closers = [threading.Thread(target=v.close, daemon=True) for v in visitors]
+    closers = [threading.Thread(target=v.close, daemon=True) for v in visitors + extra]
     for t in closers:
         t.start()
     for t in closers:
         t.join(timeout=10)
     sampler.stop()
     time.sleep(args.settle)
-    after = sampler.read()
+    after = reading(sampler, collect)
 
     ok = [v for v in visitors if v.setup_error is None]
     setup = [v.connect_s + v.open_s for v in ok]
     latencies = [x for v in visitors for x in v.latencies]
-    errors = {}
-    for v in visitors:
-        for f in v.failed:
-            errors[f] = errors.get(f, 0) + 1
+    errors = errors_of(visitors)
     n = len(ok)
+    k = len([v for v in extra if v.setup_error is None])
     result = {
         "system": "gradio_client per visitor (Space A)",
         "visitors": args.visitors,
@@ -248,6 +309,13 @@ def main():
         "jobs_completed": len(latencies),
         "jobs_failed": sum(errors.values()),
         "errors": errors,
+        "more": {
+            "visitors": len(extra),
+            "visitors_connected": k,
+            "jobs_completed": sum(len(v.latencies) for v in extra),
+            "jobs_failed": sum(len(v.failed) for v in extra),
+            "errors": errors_of(extra),
+        },
         "loadavg_1m": [load_before, load_after],
         "driver_cpu_s": driver_cpu,
         # Space B's journal names tokens by these digests (SPEC.md).
@@ -255,18 +323,7 @@ def main():
         "warmup_token_digests": [digest(v.token) for v in warm],
         "all_connected_after_s": all_connected_s,
         "jobs_done_after_s": jobs_s,
-        "memory": {
-            "pid": args.pid,
-            "idle": idle,
-            "connected": held,
-            "peak_rss_bytes": sampler.peak_rss,
-            "peak_threads": sampler.peak_threads,
-            "after_close": after,
-            "rss_per_visitor_bytes": (held["rss_bytes"] - idle["rss_bytes"]) / n if n else None,
-            "threads_per_visitor": (held["threads"] - idle["threads"]) / n if n else None,
-            "fds_per_visitor": (held["fds"] - idle["fds"]) / n if n else None,
-            "cpu_s": held["cpu_s"] - idle["cpu_s"],
-        },
+        "memory": memory_summary(args.pid, idle, held, more, after, n, k, peak),
     }
     json.dump(result, sys.stdout, indent=2)
     print()

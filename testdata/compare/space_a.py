@@ -13,6 +13,13 @@ Endpoints: the page-load event, whose api_name is "open" (a client that
 is not a browser fires it by calling /open in its session), and
 /relay(prompt) -> image. Environment: SPACE_A_STEPS (the steps of each
 relayed job, default 2).
+
+For measuring only, one plain HTTP route beside Gradio's (not a Gradio
+endpoint: no API entry, no queue, no session): POST /compare/collect runs
+a full gc.collect() and then glibc's malloc_trim(0), Python's counterpart
+of the relay's debug.FreeOSMemory, so that compare.py reads the memory of
+both after their collectors ran. It answers
+{"collected": <objects>, "trimmed": <bool>, "seconds": <time taken>}.
 """
 
 import os
@@ -26,6 +33,10 @@ os.environ["GRADIO_SSR_MODE"] = "False"
 os.environ["GRADIO_MCP_SERVER"] = "False"
 
 import argparse  # noqa: E402
+import ctypes  # noqa: E402
+import ctypes.util  # noqa: E402
+import gc  # noqa: E402
+import time  # noqa: E402
 
 import gradio as gr  # noqa: E402
 from gradio_client import Client  # noqa: E402
@@ -65,6 +76,20 @@ def build(upstream):
     return demo
 
 
+def collect():
+    """gc.collect() (every generation), then malloc_trim(0): the freed
+    memory back to the OS, from every malloc arena."""
+    t0 = time.monotonic()
+    collected = gc.collect()
+    trimmed = None
+    name = ctypes.util.find_library("c")
+    if name:
+        libc = ctypes.CDLL(name)
+        if hasattr(libc, "malloc_trim"):  # glibc only
+            trimmed = bool(libc.malloc_trim(0))
+    return {"collected": collected, "trimmed": trimmed, "seconds": time.monotonic() - t0}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=7861, help="port at 127.0.0.1")
@@ -78,7 +103,12 @@ def main():
         show_error=True,
         quiet=True,
         ssr_mode=False,
+        prevent_thread_lock=True,
     )
+    # Added once the app exists (launch makes it); a sync route, which
+    # FastAPI runs on a worker thread.
+    demo.server_app.add_api_route("/compare/collect", collect, methods=["POST"])
+    demo.block_thread()
 
 
 if __name__ == "__main__":
