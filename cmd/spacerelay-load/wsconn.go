@@ -173,7 +173,7 @@ func (c *wsConn) next() (byte, io.Reader, error) {
 			if h.length > c.limit {
 				return 0, nil, fmt.Errorf("websocket: a message of %d bytes, over the limit of %d", h.length, c.limit)
 			}
-			return h.op, &msgReader{c: c, left: h.length, fin: h.fin}, nil
+			return h.op, &msgReader{c: c, left: h.length, fin: h.fin, size: h.length}, nil
 		default:
 			return 0, nil, fmt.Errorf("websocket: unexpected opcode %d", h.op)
 		}
@@ -205,11 +205,13 @@ func (c *wsConn) control(h header) error {
 	return nil
 }
 
-// msgReader reads the payload of one message, across its frames.
+// msgReader reads the payload of one message, across its frames: a
+// message may come in several, and only their sum is bounded by the limit.
 type msgReader struct {
 	c    *wsConn
-	left int64
-	fin  bool
+	left int64 // of the current frame
+	fin  bool  // the current frame is the message's last
+	size int64 // of the frames so far
 }
 
 func (m *msgReader) Read(p []byte) (int, error) {
@@ -227,8 +229,10 @@ func (m *msgReader) Read(p []byte) (int, error) {
 			}
 		case h.op != opContinuation:
 			return 0, errors.New("websocket: a new message inside a fragmented one")
+		case m.size+h.length > m.c.limit:
+			return 0, fmt.Errorf("websocket: a message of over %d bytes, over the limit of %d", m.size+h.length, m.c.limit)
 		default:
-			m.left, m.fin = h.length, h.fin
+			m.left, m.fin, m.size = h.length, h.fin, m.size+h.length
 		}
 	}
 	if int64(len(p)) > m.left {
