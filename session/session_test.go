@@ -439,3 +439,18 @@ func TestTeardownLeavesCancelsToClose(t *testing.T) {
 		}
 	})
 }
+
+// hello is one JSON object, its fields in the documented order.
+func TestHelloBytes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := start(t, &fakeUpstream{}, session.Config{ID: "s1"})
+		_, b, err := h.browser.Read(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !json.Valid(b) || !strings.HasPrefix(string(b), `{"type":"hello","protocol":1,"session":"s1","endpoints":[{"name":"/generate",`) ||
+			!strings.Contains(string(b), `}]}],"limits":{"max_jobs":2,`) || !strings.HasSuffix(string(b), `"token":{"present":false,"expires_at":null}}`) {
+			t.Errorf("hello = %s", b)
+		}
+	})
+}
