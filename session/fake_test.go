@@ -30,7 +30,7 @@ func (f *fakeUpstream) Open(h http.Header) session.Visitor {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.headers = append(f.headers, h)
-	return &fakeVisitor{f}
+	return &fakeVisitor{f: f}
 }
 
 func (f *fakeUpstream) Download(ctx context.Context, fd upstream.FileData, limit int64) (*upstream.Download, error) {
@@ -50,7 +50,13 @@ func (f *fakeUpstream) closes() int {
 	return f.closed
 }
 
-type fakeVisitor struct{ f *fakeUpstream }
+// fakeVisitor runs each job's script on the job's goroutine; like the
+// real upstream's Close, which waits for the stream reader that calls the
+// jobs' callbacks, Close waits for callbacks in progress.
+type fakeVisitor struct {
+	f       *fakeUpstream
+	calling sync.RWMutex // read-held by each callback in progress
+}
 
 func (v *fakeVisitor) Stream(ctx context.Context, call upstream.Call, fn func(upstream.Event) error) error {
 	var first any
@@ -64,10 +70,16 @@ func (v *fakeVisitor) Stream(ctx context.Context, call upstream.Call, fn func(up
 	if err := fn(&upstream.Accepted{EventID: "ev"}); err != nil {
 		return err
 	}
-	return v.f.script(ctx, call, fn)
+	return v.f.script(ctx, call, func(ev upstream.Event) error {
+		v.calling.RLock()
+		defer v.calling.RUnlock()
+		return fn(ev)
+	})
 }
 
 func (v *fakeVisitor) Close() error {
+	v.calling.Lock() // no callback in progress
+	v.calling.Unlock()
 	v.f.mu.Lock()
 	defer v.f.mu.Unlock()
 	v.f.closed++

@@ -286,7 +286,11 @@ func (s *Session) follow(ctx context.Context, v Visitor, j *job, call upstream.C
 // callback runs on the visitor's upstream stream reader (see
 // upstream.Session.Stream): an event goes from the upstream's socket to
 // Run with one goroutine switch. Once Run stops listening it drops what
-// comes, and never blocks.
+// comes, and never blocks: the visitor's Close, which waits for it, cancels
+// the session's jobs in the one safe order (queued ones first).
+//
+// While it fetches a message's files, no other event of the visitor is
+// read (a result's files: one round of downloads per job).
 func (s *Session) stream(ctx context.Context, v Visitor, j *job, call upstream.Call, joined func()) error {
 	return v.Stream(ctx, call, func(ev upstream.Event) error {
 		if _, ok := ev.(*upstream.Accepted); ok {
@@ -297,8 +301,14 @@ func (s *Session) stream(ctx context.Context, v Visitor, j *job, call upstream.C
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		if s.over() {
+			return nil
+		}
 		received := s.cfg.Now()
-		out, droppable, err := s.translate(ctx, j, ev)
+		out, droppable, err := s.translateWhileListened(ctx, j, ev)
+		if s.over() {
+			return nil // (an error here would cancel the job before Close)
+		}
 		if err != nil || out == nil {
 			return err
 		}
@@ -330,4 +340,35 @@ func (s *Session) stream(ctx context.Context, v Visitor, j *job, call upstream.C
 			return nil
 		}
 	})
+}
+
+// over reports whether Run has stopped listening.
+func (s *Session) over() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// translateWhileListened is translate, whose downloads also stop when Run
+// stops listening: the visitor's Close waits for the stream reader that
+// runs them.
+func (s *Session) translateWhileListened(ctx context.Context, j *job, ev upstream.Event) (*outgoing, bool, error) {
+	switch ev.(type) {
+	case *upstream.Partial, *upstream.Completed:
+	default:
+		return s.translate(ctx, j, ev)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-s.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return s.translate(ctx, j, ev)
 }

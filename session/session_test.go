@@ -454,3 +454,49 @@ func TestHelloBytes(t *testing.T) {
 		}
 	})
 }
+
+// stallingFiles is an upstream whose downloads send their headers, then
+// nothing, until their context ends.
+type stallingFiles struct{ *fakeUpstream }
+
+func (u stallingFiles) Download(ctx context.Context, fd upstream.FileData, limit int64) (*upstream.Download, error) {
+	return &upstream.Download{Body: ctxBody{ctx}, Name: fd.Name(), MIME: "image/png", Size: 10}, nil
+}
+
+type ctxBody struct{ ctx context.Context }
+
+func (b ctxBody) Read([]byte) (int, error) { <-b.ctx.Done(); return 0, b.ctx.Err() }
+func (b ctxBody) Close() error             { return nil }
+
+// A browser that leaves while a result's file downloads ends its session at
+// once: the download, on the upstream's stream reader, stops with it.
+func TestTeardownStopsDownloads(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fake := &fakeUpstream{script: script(false, &upstream.Completed{Data: []any{file("/a.png")}})}
+		browser, relay := wsPipe(t)
+		s := session.New(session.Config{API: testAPI}, relay, stallingFiles{fake})
+		ended := make(chan error, 1)
+		go func() { ended <- s.Run(context.Background()) }()
+		if _, _, err := browser.Read(context.Background()); err != nil { // hello
+			t.Fatal(err)
+		}
+		if err := browser.Write(context.Background(), websocket.MessageText, []byte(`{"type":"submit","id":"j","data":["x"]}`)); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := browser.Read(context.Background()); err != nil { // accepted
+			t.Fatal(err)
+		}
+		synctest.Wait() // the download has begun, and stalls
+		start := time.Now()
+		browser.CloseNow()
+		if err := <-ended; !errors.Is(err, session.ErrClientGone) {
+			t.Errorf("Run() = %v, want ErrClientGone", err)
+		}
+		if d := time.Since(start); d > 0 {
+			t.Errorf("Run took %v to end after the browser left", d)
+		}
+		if fake.closes() != 1 {
+			t.Errorf("upstream closed %d times, want 1", fake.closes())
+		}
+	})
+}
