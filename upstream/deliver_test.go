@@ -85,7 +85,7 @@ func TestStreamWaitsForFnInProgress(t *testing.T) {
 		t.Error("fn still runs after Stream returned")
 	}
 	s.Close()
-	if f.cancels.Load() != 1 {
-		t.Errorf("%d cancels, want 1", f.cancels.Load())
+	if f.cancels.Load() == 0 { // (Close sends the dequeue again, and waits for it)
+		t.Error("the job was not cancelled upstream")
 	}
 }

@@ -165,8 +165,12 @@ func (s *Session) submit(ctx context.Context, api *API, ep *Endpoint, data []any
 		return nil, err
 	}
 	if s.closed { // Close did not know this job: cancel it here
+		fn := ep.fnIndex // (Gradio before 6.14: all it can do)
+		if api.dequeues {
+			fn = noFunction // just queued: taken out, no running sibling touched
+		}
 		s.mu.Unlock()
-		s.c.cancel(s.hash, ep.fnIndex, id)
+		s.c.cancel(s.hash, fn, id)
 		s.mu.Lock()
 		return nil, ErrClosed
 	}
@@ -397,7 +401,6 @@ func (s *Session) Close() error {
 			case j.cancelSent:
 			case j.started:
 				running = append(running, j)
-			case j.dequeueSent: // taken out of the queue already
 			case !j.holdQueued:
 				queued = append(queued, j)
 			}
