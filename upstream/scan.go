@@ -24,9 +24,10 @@ func scanMessage(b []byte) (*message, bool) {
 	if s.consume('}') {
 		return m, s.end()
 	}
+	var seen uint32
 	for {
 		key, ok := s.str()
-		if !ok || !s.consume(':') || !s.field(m, key) {
+		if !ok || !s.consume(':') || !once(&seen, key, messageKeys) || !s.field(m, key) {
 			return nil, false
 		}
 		if s.consume('}') {
@@ -199,7 +200,9 @@ func (s *scanner) raw() ([]byte, bool) {
 			}
 			continue
 		case '{', '[':
-			depth++
+			if depth++; depth > maxRawDepth {
+				return nil, false // encoding/json counts the enclosing levels too
+			}
 		case '}', ']':
 			if depth == 0 { // the end of the enclosing object or array
 				return s.checked(start)
@@ -218,6 +221,10 @@ func (s *scanner) raw() ([]byte, bool) {
 	}
 	return s.checked(start)
 }
+
+// maxRawDepth bounds the nesting of a value the scanner takes whole, well
+// under encoding/json's limit for the message around it.
+const maxRawDepth = 512
 
 // skipString moves past the string that starts at s.i.
 func (s *scanner) skipString() bool {
@@ -285,6 +292,22 @@ var messageKeys = []string{"msg", "event_id", "rank", "queue_size", "rank_eta", 
 	"log", "level", "title", "output", "success", "message", "session_not_found",
 	"index", "length", "unit", "progress", "desc"}
 
+// once reports whether key, if it is one of keys, comes for the first
+// time: encoding/json decodes a repeated key into what the first one left
+// (a slice's elements, for one), which the scanner does not do.
+func once(seen *uint32, key string, keys []string) bool {
+	for i, k := range keys {
+		if k == key {
+			if *seen&(1<<i) != 0 {
+				return false
+			}
+			*seen |= 1 << i
+			return true
+		}
+	}
+	return true
+}
+
 func isMessageKey(k string) bool {
 	for _, known := range messageKeys {
 		if strings.EqualFold(k, known) {
@@ -329,9 +352,10 @@ func (s *scanner) step() (ProgressStep, bool) {
 	if s.consume('}') {
 		return st, true
 	}
+	var seen uint32
 	for {
 		key, ok := s.str()
-		if !ok || !s.consume(':') {
+		if !ok || !s.consume(':') || !once(&seen, key, messageKeys) {
 			return st, false
 		}
 		switch key {
