@@ -304,7 +304,10 @@ func (s *Session) stream(ctx context.Context, v Visitor, j *job, call upstream.C
 		if s.over() {
 			return nil
 		}
-		received := s.cfg.Now()
+		received := upstream.ReadAt(ev) // its message off the upstream's socket
+		if received.IsZero() {
+			received = s.cfg.Now()
+		}
 		out, droppable, err := s.translateWhileListened(ctx, j, ev)
 		if s.over() {
 			return nil // (an error here would cancel the job before Close)

@@ -117,8 +117,9 @@ type Hooks struct {
 	// Sent reports bytes written to the browser: kind "text" or "file".
 	Sent func(kind string, bytes int)
 	// Relayed reports the time a job's message spent in the relay: from
-	// the moment the upstream client handed its event over (as soon as it
-	// was read and decoded) until its write to the browser returned. It is
+	// the moment the upstream client read its event's message off the
+	// socket (upstream.ReadAt; for events of other Upstreams, when the
+	// event was handed over) until its write to the browser returned. It is
 	// reported for every message written that carries no file (a file's
 	// download is not relaying: its time is in the job's), and not for
 	// superseded messages dropped under backpressure.

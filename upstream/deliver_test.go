@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/spacerelay/spacerelay/upstream"
 )
@@ -87,5 +88,35 @@ func TestStreamWaitsForFnInProgress(t *testing.T) {
 	s.Close()
 	if f.cancels.Load() == 0 { // (Close sends the dequeue again, and waits for it)
 		t.Error("the job was not cancelled upstream")
+	}
+}
+
+// Each event of a stream message says when that message was read.
+func TestReadAt(t *testing.T) {
+	f := &fakeApp{join: joined("e1")}
+	f.stream = func(w http.ResponseWriter, r *http.Request) {
+		sse(w, `{"msg":"progress","event_id":"e1","progress_data":[{"index":1,"length":2,"unit":"steps","progress":null,"desc":null}]}`)
+		sse(w, done("e1", `["ok", null]`), `{"msg":"close_stream","event_id":null}`)
+	}
+	c := startFake(t, f, upstream.Config{})
+	s := c.NewSession(nil)
+	defer s.Close()
+	before := time.Now()
+	var got []string
+	err := s.Stream(t.Context(), upstream.Call{Data: []any{"x"}}, func(ev upstream.Event) error {
+		at := upstream.ReadAt(ev)
+		switch {
+		case at.IsZero():
+			got = append(got, fmt.Sprintf("%T:none", ev))
+		case at.Before(before) || at.After(time.Now()):
+			got = append(got, fmt.Sprintf("%T:%v out of range", ev, at))
+		default:
+			got = append(got, fmt.Sprintf("%T:read", ev))
+		}
+		return nil
+	})
+	want := "[*upstream.Accepted:none *upstream.Progress:read *upstream.Completed:read]"
+	if err != nil || fmt.Sprint(got) != want {
+		t.Errorf("Stream() = %v; events %v, want %s", err, got, want)
 	}
 }

@@ -3,6 +3,7 @@ package upstream
 import (
 	"bytes"
 	"encoding/json"
+	"time"
 )
 
 // message is one message of a queue/data stream (GRADIO.md section 2.3).
@@ -29,6 +30,8 @@ type message struct {
 	// unexpected_error
 	Message         *string `json:"message"`
 	SessionNotFound bool    `json:"session_not_found"`
+
+	read time.Time // when its last bytes were read off the socket
 }
 
 // output is the output field of a process_* message.

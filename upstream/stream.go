@@ -87,6 +87,7 @@ func (s *Session) readStream(ctx context.Context, api *API) (int, error) {
 			if err != nil {
 				return &Error{Code: CodeUnavailable, Message: "stream: a message is not valid JSON", Err: err}
 			}
+			m.read = body.last
 			if m.EventID != nil {
 				got++
 			}
@@ -186,16 +187,18 @@ func streamFailure(m *message) *Error {
 }
 
 // idleReader pushes the stream's idle deadline back on every read that
-// brings data.
+// brings data, and notes when it did.
 type idleReader struct {
-	r io.Reader
-	t *time.Timer
-	d time.Duration
+	r    io.Reader
+	t    *time.Timer
+	d    time.Duration
+	last time.Time // the last read that brought data
 }
 
 func (r *idleReader) Read(p []byte) (int, error) {
 	n, err := r.r.Read(p)
 	if n > 0 {
+		r.last = time.Now()
 		r.t.Reset(r.d)
 	}
 	return n, err

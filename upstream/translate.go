@@ -1,6 +1,9 @@
 package upstream
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // translator turns one job's stream messages into Events. It keeps the
 // job's current outputs, to apply a generator's edit lists.
@@ -14,6 +17,14 @@ type translator struct {
 // event translates m. It returns a nil Event for messages that carry
 // nothing for the caller, and an error when the job failed.
 func (t *translator) event(m *message) (Event, error) {
+	ev, err := t.translate(m)
+	if r, ok := ev.(interface{ setRead(time.Time) }); ok {
+		r.setRead(m.read)
+	}
+	return ev, err
+}
+
+func (t *translator) translate(m *message) (Event, error) {
 	switch m.Msg {
 	case "estimation":
 		if m.Rank == nil {
