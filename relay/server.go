@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spacerelay/spacerelay/session"
 	"github.com/spacerelay/spacerelay/upstream"
 )
@@ -87,6 +88,10 @@ type Server struct {
 	// without a token are not limited per token. Defaults to 4.
 	MaxSessionsPerToken int
 
+	// UpstreamConns, if set, reports the connections to the upstream that
+	// are open ((*upstream.Client).OpenConns), for /metrics.
+	UpstreamConns func() int64
+
 	// DefaultEndpoint is the endpoint of a submit that names none. Empty
 	// means the upstream's only endpoint, if it has exactly one.
 	DefaultEndpoint string
@@ -149,6 +154,11 @@ func (s *Server) init() {
 		}
 		s.perToken = make(map[tokenKey]int)
 		s.metrics = newMetrics()
+		if s.UpstreamConns != nil {
+			s.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "spacerelay_upstream_connections", Help: "Connections to the upstream open now, idle pooled ones included.",
+			}, func() float64 { return float64(s.UpstreamConns()) }))
+		}
 		s.hooks = s.metrics.hooks()
 		s.mux = http.NewServeMux()
 		s.mux.HandleFunc("GET /{$}", s.static("index.html"))

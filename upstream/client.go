@@ -24,6 +24,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -75,7 +76,8 @@ type Client struct {
 
 	discover singleflight.Group
 	mu       sync.Mutex
-	api      *API // cached after the first successful discovery
+	api      *API          // cached after the first successful discovery
+	conns    *atomic.Int64 // connections open, if the Client dials them itself
 }
 
 var spaceID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$`)
@@ -111,7 +113,8 @@ func New(cfg Config) (*Client, error) {
 		c.cfg.MaxEventBytes = 16 << 20
 	}
 	if c.http == nil {
-		c.http = newHTTPClient()
+		c.conns = new(atomic.Int64)
+		c.http = newHTTPClient(c.conns)
 	}
 	hc := *c.http // a copy, to keep credentials off other hosts
 	hc.CheckRedirect = keepCredentialsHome(c.http.CheckRedirect)
@@ -146,14 +149,31 @@ func keepCredentialsHome(next func(*http.Request, []*http.Request) error) func(*
 	}
 }
 
-func newHTTPClient() *http.Client {
+// OpenConns returns how many connections to the upstream are open, idle
+// ones in the pool included; -1 if the Client was given its own
+// Config.HTTP.
+func (c *Client) OpenConns() int64 {
+	if c.conns == nil {
+		return -1
+	}
+	return c.conns.Load()
+}
+
+func newHTTPClient(open *atomic.Int64) *http.Client {
 	jar, _ := cookiejar.New(nil) // never fails without options
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	return &http.Client{
 		Jar: jar,
 		Transport: &http.Transport{
-			Proxy:                 http.ProxyFromEnvironment,
-			DialContext:           dialer.DialContext,
+			Proxy: http.ProxyFromEnvironment,
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				conn, err := dialer.DialContext(ctx, network, addr)
+				if err != nil {
+					return nil, err
+				}
+				open.Add(1)
+				return &countedConn{Conn: conn, open: open}, nil
+			},
 			ForceAttemptHTTP2:     true,
 			MaxIdleConns:          1024,
 			MaxIdleConnsPerHost:   256,
@@ -163,6 +183,19 @@ func newHTTPClient() *http.Client {
 			ExpectContinueTimeout: time.Second,
 		},
 	}
+}
+
+// countedConn takes itself off the count of open connections when it
+// closes.
+type countedConn struct {
+	net.Conn
+	open *atomic.Int64
+	once sync.Once
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(func() { c.open.Add(-1) })
+	return c.Conn.Close()
 }
 
 // request builds a request with the Client's headers plus extra.

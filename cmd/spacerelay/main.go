@@ -165,6 +165,7 @@ func newServer(cfg config, up *upstream.Client, logger *slog.Logger) *relay.Serv
 	return &relay.Server{
 		Upstream:            session.ClientUpstream(up),
 		API:                 up.API,
+		UpstreamConns:       up.OpenConns,
 		Static:              web.FS,
 		Logger:              logger,
 		OriginPatterns:      cfg.origins,
