@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -41,6 +42,7 @@ type config struct {
 	spawn       bool
 	cpuProfile  string   // this process's CPU profile
 	serveArgs   []string // extra flags of a spawned relay
+	relayCPUs   string   // a spawned relay runs on these CPUs (taskset -c)
 }
 
 const defaultURL = "ws://127.0.0.1:7860/v1/ws"
@@ -78,6 +80,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.cpuProfile, "cpu-profile", "", "write the load generator's own CPU profile to this file")
 	fs.BoolVar(&c.spawn, "spawn", false, "start a relay to measure (spacerelay-load serve) and stop it at the end")
 	fs.StringVar(&serveArgs, "serve-flags", "", "extra flags of the spawned relay, space-separated")
+	fs.StringVar(&c.relayCPUs, "relay-cpus", "", "run the spawned relay on these CPUs only, a taskset -c list such as 1 (Linux; run this command itself under taskset -c on the others)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return c, err
@@ -124,9 +127,14 @@ func (c *config) presets(set map[string]bool) {
 	}
 }
 
+var cpuList = regexp.MustCompile(`^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$`)
+
 func (c *config) check() error {
 	if !map[string]bool{"load": true, "handshake": true, "memory": true, "latency": true, "throughput": true}[c.mode] {
 		return usageError{fmt.Errorf("--mode: must be load, handshake, memory, latency or throughput, got %q", c.mode)}
+	}
+	if c.relayCPUs != "" && (!cpuList.MatchString(c.relayCPUs) || !c.spawn) {
+		return usageError{fmt.Errorf("--relay-cpus: a CPU list such as 1 or 0-1,3, with --spawn; got %q", c.relayCPUs)}
 	}
 	switch {
 	case c.sessions < 0 || c.jobs < 0 || c.rate < 0 || c.think < 0 || c.fileBytes < 16:

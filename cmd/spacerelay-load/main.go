@@ -54,6 +54,7 @@
 //	spacerelay-load --mode handshake --spawn                 # 10,000 sessions, upgrade to hello
 //	spacerelay-load --mode memory --spawn --profile-dir prof # idle sessions at 0, 1,000, 10,000
 //	spacerelay-load --mode latency --spawn                   # 1,000 concurrent jobs, stamped events
+//	taskset -c 0 spacerelay-load --mode latency --spawn --relay-cpus 1   # the relay on a core of its own
 //	spacerelay-load --mode throughput --spawn                # a 1 MiB file, relayed vs direct
 //
 // # Stamps

@@ -121,6 +121,20 @@ func TestRefusesNonLoopback(t *testing.T) {
 	}
 }
 
+func TestRelayCPUsChecked(t *testing.T) {
+	for _, args := range [][]string{
+		{"--mode", "latency", "--relay-cpus", "1"}, // without --spawn
+		{"--mode", "latency", "--spawn", "--relay-cpus", "1; rm -rf /"},
+		{"--mode", "latency", "--spawn", "--relay-cpus", "-c"},
+	} {
+		err := run(context.Background(), args, io.Discard, io.Discard)
+		var u usageError
+		if !errors.As(err, &u) || !strings.Contains(err.Error(), "--relay-cpus") {
+			t.Errorf("run(%q) = %v, want a usage error about --relay-cpus", args, err)
+		}
+	}
+}
+
 func TestModes(t *testing.T) {
 	r := startHarness(t, "--stamp", "--file-bytes", "65536", "--concurrency", "3", "--pprof", "127.0.0.1:0")
 	addrs := []string{"--url", r.URL, "--metrics-url", r.Metrics, "--pprof-url", r.Pprof, "--upstream-url", r.Upstream}

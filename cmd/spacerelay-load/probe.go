@@ -85,14 +85,18 @@ func vmRSS(pid int) (int64, error) {
 	return 0, errors.New("no VmRSS in /proc/" + strconv.Itoa(pid) + "/status")
 }
 
-// spawn starts "spacerelay-load <sub> args" and returns its ready line.
-// stop ends it (SIGTERM, then SIGKILL after 20 s).
-func spawn(ctx context.Context, stderr io.Writer, sub string, args ...string) (r ready, stop func(), err error) {
+// spawn starts "spacerelay-load <sub> args" (on cpus, a taskset -c list,
+// unless it is empty) and returns its ready line. stop ends it (SIGTERM,
+// then SIGKILL after 20 s).
+func spawn(ctx context.Context, stderr io.Writer, cpus, sub string, args ...string) (r ready, stop func(), err error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return r, nil, fmt.Errorf("spawn: %w", err)
 	}
 	cmd := exec.Command(exe, append([]string{sub}, args...)...)
+	if cpus != "" { // taskset sets the affinity, then becomes the relay
+		cmd = exec.Command("taskset", append([]string{"-c", cpus, exe, sub}, args...)...)
+	}
 	cmd.Stderr = stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -145,14 +149,14 @@ func maybeSpawn(ctx context.Context, cfg *config, stderr io.Writer, demoArgs, se
 	}
 	args := []string{"--listen", "127.0.0.1:0", "--pprof", "127.0.0.1:0"}
 	if demoArgs != nil {
-		d, dstop, err := spawn(ctx, stderr, "demo", demoArgs...)
+		d, dstop, err := spawn(ctx, stderr, "", "demo", demoArgs...)
 		if err != nil {
 			return nil, err
 		}
 		stops = append(stops, dstop)
 		args = append(args, "--upstream", d.Upstream)
 	}
-	r, rstop, err := spawn(ctx, stderr, "serve", append(append(args, serveArgs...), cfg.serveArgs...)...)
+	r, rstop, err := spawn(ctx, stderr, cfg.relayCPUs, "serve", append(append(args, serveArgs...), cfg.serveArgs...)...)
 	if err != nil {
 		stop()
 		return nil, err
