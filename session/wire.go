@@ -108,8 +108,7 @@ func upstreamError(id string, err error) *errorMsg {
 	return e
 }
 
-// hello is the first message of every session.
-// hello is {"type":"hello","protocol":…,"session":…,"endpoints":[…],
+// hello, the first message of every session, is {"type":"hello","protocol":…,"session":…,"endpoints":[…],
 // "limits":{…},"token":{…}}: helloHead, the endpoints, helloTail.
 type (
 	helloHead struct {
