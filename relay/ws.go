@@ -30,7 +30,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	c, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{
+	var raw net.Conn
+	c, err := websocket.Accept(smallBuffers{w, &raw}, r, &websocket.AcceptOptions{
 		Subprotocols:   []string{Subprotocol},
 		OriginPatterns: s.OriginPatterns,
 	})
@@ -44,24 +45,44 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	// The session gets a goroutine of its own, and net/http's goroutine
 	// ends here with the request and its buffers: an idle session keeps
 	// only what it needs (a smaller stack, no request).
+	sock := &socket{Conn: c, raw: raw}
 	go func() {
 		defer s.release(key, token != "")
-		defer c.CloseNow() // the safety net; Run closes it with its code
-		s.run(c, api, token)
+		defer sock.CloseNow() // the safety net; Run closes it with its code
+		s.run(sock, api, token)
 	}()
+}
+
+// socket is an accepted WebSocket as a session uses it. Its CloseNow cuts
+// the connection at once, even while a Close waits for the close
+// handshake (which the WebSocket library's own CloseNow does not do): a
+// browser that cannot take the close frame, or never answers it, is cut
+// within the session's bound.
+type socket struct {
+	*websocket.Conn
+	raw net.Conn
+}
+
+func (s *socket) CloseNow() error {
+	_ = s.Conn.CloseNow() // a no-op once Close has begun
+	return s.raw.Close()
 }
 
 // smallBuffers hands the WebSocket smaller buffers than net/http's 4 KiB
 // ones when the connection is hijacked: a session is mostly idle, and
 // every idle session keeps them. Frames larger than a buffer just take
 // more than one read or write.
-type smallBuffers struct{ http.ResponseWriter }
+type smallBuffers struct {
+	http.ResponseWriter
+	conn *net.Conn // set to the hijacked connection
+}
 
 func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, err
 	}
+	*w.conn = conn
 	r := brw.Reader
 	if r.Buffered() == 0 { // else keep what the browser already sent
 		r = bufio.NewReaderSize(conn, 512)
@@ -74,7 +95,7 @@ func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 }
 
 // run runs one session on c and logs its end.
-func (s *Server) run(c *websocket.Conn, api *upstream.API, token string) {
+func (s *Server) run(c *socket, api *upstream.API, token string) {
 	id := uuid.NewString()
 	start := time.Now()
 	s.metrics.sessionsOpen.Inc()
@@ -93,7 +114,6 @@ func (s *Server) sessionConfig(id string, api *upstream.API, token string) sessi
 		ID:              id,
 		API:             api,
 		DefaultEndpoint: s.DefaultEndpoint,
-		TokenHeader:     s.tokenHeader(),
 		Token:           token,
 		MaxJobs:         s.MaxJobs,
 		MaxMessageBytes: s.maxMessageBytes(),
