@@ -8,19 +8,15 @@ import (
 )
 
 // originAllowed reports whether r's Origin may open a socket: the relay's
-// one origin rule (PROTOCOL.md section 1), for the module's CORS as for
-// the upgrade. websocket.Accept decides it and does not export its
-// matcher, so originAllowed asks Accept itself, with the same options: a
+// one origin rule (PROTOCOL.md section 1), for the module's CORS (and the
+// token refresh) as for the upgrade. A request without Origin (not a
+// browser) may. websocket.Accept decides, and does not export its matcher,
+// so originAllowed asks Accept itself, with the same options: a
 // well-formed upgrade request that carries r's Host and Origin, on a
 // ResponseWriter that cannot be hijacked. Accept refuses a forbidden
 // Origin with 403, and an allowed one gets as far as the hijack, which
-// fails with 501. A request without Origin is no cross-origin request:
-// false.
+// fails with 501.
 func (s *Server) originAllowed(r *http.Request) bool {
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return false
-	}
 	probe := &http.Request{
 		Method: http.MethodGet, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Host: r.Host, URL: r.URL,
@@ -29,7 +25,7 @@ func (s *Server) originAllowed(r *http.Request) bool {
 			"Upgrade":               {"websocket"},
 			"Sec-Websocket-Version": {"13"},
 			"Sec-Websocket-Key":     {"c3BhY2VyZWxheSBwcm9iZQ=="}, // 16 bytes
-			"Origin":                {origin},
+			"Origin":                r.Header.Values("Origin"),
 		},
 	}
 	w := &statusRecorder{header: http.Header{}}
@@ -61,8 +57,8 @@ func (s *Server) cors(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Add("Vary", "Origin")
-		if s.originAllowed(r) {
-			h.Set("Access-Control-Allow-Origin", r.Header.Get("Origin"))
+		if origin := r.Header.Get("Origin"); origin != "" && s.originAllowed(r) {
+			h.Set("Access-Control-Allow-Origin", origin)
 		}
 		next(w, r)
 	}
