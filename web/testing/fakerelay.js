@@ -5,8 +5,13 @@
 // refresh, uploads.
 
 import { createServer } from "node:http";
+import { readFileSync } from "node:fs";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
 import { WebSocketServer } from "ws";
 import { withTimeout } from "./relay.js";
+
+const WEB = join(dirname(fileURLToPath(import.meta.url)), "..");
 
 /** hello with the given fields over the defaults of the fake. */
 export function helloMessage(over = {}) {
@@ -26,6 +31,8 @@ export function helloMessage(over = {}) {
 /**
  * Starts a fake relay on a loopback port. Set onConnection(sock) to script
  * each socket and onRefresh(req, res, body) for POST /v1/sessions/…/token.
+ * It serves the demo page and the module (GET / and /spacerelay.js) from
+ * web/, and GET /readyz from fake.readyz.
  * With uploads on (the default) the fake takes upload messages and their
  * binary frames as section 9 says, answering upload_progress per frame and
  * uploaded at the end, unless sock.holdUploads is set.
@@ -36,6 +43,7 @@ export async function startFake() {
     refreshes: [],
     onConnection: (sock) => sock.hello(),
     onRefresh: (req, res) => json(res, 404, { error: { code: "unknown_session", message: "no such session" } }),
+    readyz: { ready: true, state: "ready", message: "" }, // what GET /readyz answers
   };
   const http = createServer((req, res) => {
     if (req.method === "POST" && /^\/v1\/sessions\/[^/]+\/token$/.test(req.url)) {
@@ -45,6 +53,16 @@ export async function startFake() {
         fake.refreshes.push({ url: req.url, headers: req.headers, body, at: fake.sockets.at(-1)?.log.length ?? 0 });
         fake.onRefresh(req, res, body);
       });
+      return;
+    }
+    const file = { "/": "index.html", "/spacerelay.js": "spacerelay.js" }[req.url];
+    if (req.method === "GET" && file) {
+      const type = file.endsWith(".js") ? "text/javascript" : "text/html";
+      res.writeHead(200, { "Content-Type": `${type}; charset=utf-8`, "Cache-Control": "no-store" }).end(readFileSync(join(WEB, file)));
+      return;
+    }
+    if (req.method === "GET" && req.url === "/readyz") {
+      json(res, fake.readyz.ready ? 200 : 503, fake.readyz, { "Cache-Control": "no-store" });
       return;
     }
     res.writeHead(404).end();
