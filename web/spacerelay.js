@@ -32,6 +32,9 @@ const RECONNECT = {
 };
 
 const UPLOAD_POLL = 10; // ms between looks at a full socket buffer
+// The relay holds at most this many chunks of an upload past its last
+// upload_progress (PROTOCOL.md section 9): a page sends no more ahead.
+const UPLOAD_WINDOW = 4;
 const REFRESH_WAIT_MAX = 10; // s: the longest Retry-After of the refresh route waited out
 
 /** What the close codes of PROTOCOL.md section 7 mean, for messages. */
@@ -517,22 +520,37 @@ export class Client extends EventTarget {
   }
 
   // #sendBytes sends rec's bytes in frames of upload_chunk_bytes, each
-  // only once the socket's buffer has drained below two of them.
+  // only once the relay's window has room for it (UPLOAD_WINDOW chunks past
+  // its last upload_progress) and the socket's buffer has drained below
+  // two chunks.
   async #sendBytes(rec, ws) {
     const chunk = this.limits.uploadChunkBytes || 256 * 1024;
     const high = this.#opts.uploadBuffer ?? 2 * chunk;
+    const gone = () => rec.ended || ws !== this.#ws;
     for (let off = 0; off < rec.size; off += chunk) {
+      const end = Math.min(rec.size, off + chunk);
+      while (end - (rec.loaded ?? 0) > UPLOAD_WINDOW * chunk) {
+        await new Promise((resolve) => { rec.wake = resolve; });
+        if (gone()) return;
+      }
       while (ws.bufferedAmount > high) {
         await sleep(UPLOAD_POLL);
-        if (rec.ended || ws !== this.#ws) return;
+        if (gone()) return;
       }
-      const part = await rec.blob.slice(off, Math.min(rec.size, off + chunk)).arrayBuffer();
-      if (rec.ended || ws !== this.#ws) return;
+      const part = await rec.blob.slice(off, end).arrayBuffer();
+      if (gone()) return;
       ws.send(part);
     }
   }
 
+  #wake(rec) {
+    const wake = rec.wake;
+    rec.wake = null;
+    wake?.();
+  }
+
   #uploadProgress(rec) {
+    this.#wake(rec);
     for (const job of rec.jobs) job[PUSH](uploadEvent(job, rec));
     for (const h of rec.handles) h[PUSH](rec);
   }
@@ -541,6 +559,7 @@ export class Client extends EventTarget {
   #uploadEnded(rec, err) {
     if (rec.ended) return;
     rec.ended = true;
+    this.#wake(rec);
     if (this.#uploading === rec) this.#uploading = null;
     if (err) {
       rec.failed = err;
@@ -714,6 +733,7 @@ export class Client extends EventTarget {
     this.#waiting.unshift(...again);
     for (const rec of this.#uploads.values()) {
       rec.ended = true;
+      this.#wake(rec);
       rec.failed = lost;
       rec.announce.reject(lost);
       rec.settle.reject(lost);

@@ -251,6 +251,29 @@ describe("the demo page in Chromium", () => {
     noProblems(page, /status of 503/); // GET /readyz while the Space sleeps
   });
 
+  test("against the relay: a Space it cannot reach shown in words from /readyz, retried; sign-in needed without a token", T, async (t) => {
+    const page = await newPage(t);
+    if (!page) return;
+    const waiting = await startRelay({ ready: false, args: ["--upstream", "http://127.0.0.1:9", "--token-policy", "optional"] });
+    t.after(() => waiting.stop());
+    await page.goto(waiting.url + "/");
+    await page.waitForFunction(() => /^The Space is (starting|unavailable|asleep), retrying in \d+ s$/.test(document.querySelector("#notice-title").textContent));
+    const ready = await (await fetch(waiting.url + "/readyz")).json();
+    assert.equal(ready.ready, false);
+    if (ready.message) assert.equal(await page.textContent("#notice-message"), ready.message);
+    assert.match(await page.textContent("#conn"), /Retrying in \d+ s/);
+    await shot(page, "relay-space-unreachable");
+
+    const strict = await startRelay({ args: ["--token-policy", "require"] });
+    t.after(() => strict.stop());
+    await page.goto(strict.url + "/");
+    await page.waitForFunction(() => /Sign-in needed/.test(document.querySelector("#notice-title").textContent));
+    assert.match(await page.textContent("#conn"), /Sign-in needed/);
+    assert.equal(await page.textContent("#notice-action"), "Try again");
+    await shot(page, "relay-sign-in-needed");
+    noProblems(page, /status of 503/);
+  });
+
   test("an image from the file input: upload progress, a slider and a dropdown, the result, and 'use as input' (fake relay)", T, async (t) => {
     const page = await newPage(t);
     if (!page) return;
@@ -397,7 +420,7 @@ window.done = { protocol: PROTOCOL, type: data[0].type, size: data[0].size };
     noProblems(page);
   });
 
-  test("the relay-served module from another origin (CORS on /spacerelay.js)", { ...T, todo: "until the relay serves /spacerelay.js with CORS for allowed origins (branch edge)" }, async (t) => {
+  test("the relay-served module from another origin (CORS on /spacerelay.js)", T, async (t) => {
     const page = await newPage(t);
     if (!page) return;
     const site = await serveDir(null, () => `<!doctype html><meta charset="utf-8"><title>cors</title><link rel="icon" href="data:,">

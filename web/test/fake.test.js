@@ -518,6 +518,29 @@ describe("spacerelay.js against a fake relay", () => {
       await assert.rejects(job.result, { code: "upstream_unavailable" });
     });
 
+    test("the relay's window: no more than four chunks past the last upload_progress", T, async () => {
+      const c = await open();
+      const sock = fake.sockets[0];
+      sock.holdProgress = true;
+      answer(sock, (m, send) => result(send));
+      const job = c.submit("/echo", { image: new Blob([bytesOf(9500)]) });
+      const up = await sock.next("upload");
+      for (let i = 0; i < 4; i++) await sock.next("binary");
+      await c.ping();
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(sock.log.filter((m) => m.type === "binary").length, 4, "four chunks, then it waits");
+      const u = sock.uploads.get(up.id);
+      sock.progress(u); // the relay has sent 4000 bytes on: room for four more
+      for (let i = 0; i < 4; i++) await sock.next("binary");
+      await c.ping();
+      assert.equal(sock.log.filter((m) => m.type === "binary").length, 8);
+      sock.holdProgress = false;
+      sock.progress(u);
+      await job.result;
+      assert.equal(u.received, 9500);
+      assert.equal(u.broken, null);
+    });
+
     test("bufferedAmount is respected: no frame goes while the socket holds two chunks or more", T, async () => {
       const seen = { extra: 0, sends: [] };
       class Slow extends WebSocket {
@@ -559,6 +582,7 @@ describe("spacerelay.js against a fake relay", () => {
       assert.equal(up.received, size);
       assert.ok(up.frames.every((f) => f.length <= chunk));
       assert.ok(most <= 3 * chunk, `at most ${most} bytes in the socket's buffer`);
+      assert.equal(up.broken, null, "within the relay's window");
     });
 
     test("cancel stops an upload: a cancel for it, and no frame after", T, async () => {

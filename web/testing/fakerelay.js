@@ -100,7 +100,9 @@ export class FakeSocket {
     this.log = []; // every message from the client in order: objects, and {type:"binary", data} for frames
     this.uploads = new Map(); // id → {msg, frames: [Buffer], received}
     this.current = null; // the upload whose frames come now
-    this.holdUploads = false;
+    this.holdUploads = false; // no "uploaded" by itself
+    this.holdProgress = false; // no "upload_progress" by itself
+    this.chunkBytes = 0; // set by hello: frames over it, or past the relay's window, mark the upload broken
     this.pong = true; // answer pings
     this.autoUploads = true;
     this.waiters = [];
@@ -111,7 +113,11 @@ export class FakeSocket {
 
   send(o) { this.ws.send(JSON.stringify(o)); }
 
-  hello(over = {}) { this.send(helloMessage(over)); }
+  hello(over = {}) {
+    const m = helloMessage(over);
+    this.chunkBytes = m.limits?.upload_chunk_bytes ?? 0;
+    this.send(m);
+  }
 
   /** The next message of the client matching pred (a type, or a function), waited for. */
   next(pred, ms = 5000) {
@@ -142,7 +148,7 @@ export class FakeSocket {
   // #upload plays the relay's part of section 9.
   #upload(m) {
     if (m.type === "upload") {
-      const u = { msg: m, frames: [], received: 0 };
+      const u = { msg: m, frames: [], received: 0, reported: 0, broken: null };
       this.uploads.set(m.id, u);
       this.current = u;
       if (m.size === 0) this.uploaded(u);
@@ -155,11 +161,21 @@ export class FakeSocket {
         this.send({ type: "error", code: "bad_request", message: "a binary frame with no upload open" });
         return;
       }
+      const chunk = this.chunkBytes;
+      if (chunk && (m.data.length > chunk || u.received + m.data.length - u.reported > 4 * chunk)) {
+        u.broken = `a frame of ${m.data.length} bytes at ${u.received}, past the window (last progress ${u.reported})`;
+      }
       u.frames.push(m.data);
       u.received += m.data.length;
-      this.send({ type: "upload_progress", id: u.msg.id, received: u.received, size: u.msg.size });
+      if (!this.holdProgress) this.progress(u);
       if (u.received >= u.msg.size && !this.holdUploads) this.uploaded(u);
     }
+  }
+
+  /** Sends upload_progress for u at what it has received. */
+  progress(u) {
+    u.reported = u.received;
+    this.send({ type: "upload_progress", id: u.msg.id, received: u.received, size: u.msg.size });
   }
 
   uploaded(u) {
