@@ -121,6 +121,7 @@ const END = Symbol("end");
 const FILES = Symbol("files");
 const NAMED = Symbol("named");
 const CTL = Symbol("ctl");
+const SENT = Symbol("sent");
 
 // fileRefs: each File a relay sent, with the client and connection it came
 // on and its file id, so that passing it back sends {"file": id}.
@@ -404,6 +405,7 @@ export class Client extends EventTarget {
       return new SpaceRelayError("bad_request", `the inputs are ${size} bytes as JSON, over the relay's limit of ${max}`, { jobId: job.id });
     }
     job[CTL].sent = true;
+    job[SENT]();
     this.#jobs.set(job.id, job);
     this.#ws.send(text);
     return null;
@@ -985,6 +987,11 @@ export class Job {
       return: async () => { i = Infinity; return { value: undefined, done: true }; },
       [Symbol.asyncIterator]() { return this; },
     };
+  }
+
+  // [SENT]: the submit is on the wire; the job no longer waits here.
+  [SENT]() {
+    if (this.#status === "waiting") this.#status = "pending";
   }
 
   [PUSH](ev) {

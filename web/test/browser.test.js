@@ -391,7 +391,7 @@ describe("the demo page in Chromium", () => {
     await page.waitForFunction(() => document.querySelector("#stage img")?.naturalWidth > 0);
     await page.waitForFunction(() => {
       const r = document.querySelector("#stage").getBoundingClientRect();
-      return r.top < innerHeight && r.bottom > 0;
+      return r.top >= 0 && r.bottom <= innerHeight; // all of it, once the smooth scroll is over
     });
     await shot(page, "page-phone-result", false);
     noProblems(page);
