@@ -455,7 +455,9 @@ func testCancelQueued(t *testing.T, sp space, c *upstream.Client) {
 	waitLong := started(t, ctx, a, gen("long "+uuid.NewString(), 20))
 	short := "queued " + uuid.NewString()
 	bctx, cancel := context.WithCancel(ctx)
-	waitShort := queued(t, bctx, b, gen(short, 1))
+	// Long enough that, on Gradio before 6.14, the cancel sent when it
+	// starts lands while it runs, however loaded the machine.
+	waitShort := queued(t, bctx, b, gen(short, 20))
 	cancel()
 	if err := waitShort(); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled job: %v, want context.Canceled", err)
