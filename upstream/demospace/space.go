@@ -1,6 +1,7 @@
 // Package demospace is an in-process HTTP server that speaks the Gradio 6
 // HTTP/SSE protocol (sse_v3, API prefix /gradio_api) and behaves like the
-// small ZeroGPU text-to-image Space of testdata/gradio/SPEC.md.
+// small ZeroGPU-style Space of testdata/gradio/SPEC.md: text to image,
+// image restyling, a chat.
 //
 // It is the default upstream of spacerelay when no real Space is
 // configured, and the fast fake of the upstream tests: its wire format
@@ -81,7 +82,8 @@ type Space struct {
 	waiting  []*event // the queue, in order
 	running  []*event
 	sessions *lru[string, *session]
-	stats    []fnStats // per fn_index
+	calls    *lru[string, string] // event id -> session of a /call job
+	stats    []fnStats            // per fn_index
 
 	// wg counts running jobs and open streams. Add is only called with mu
 	// held and closed false, so Close's Wait sees every Add.
@@ -115,6 +117,7 @@ func New(cfg Config) *Space {
 		appID:    cfg.Now().UnixNano() & (1<<62 - 1),
 		msgLimit: maxSessionMsgs,
 		sessions: newLRU[string, *session](maxSessions),
+		calls:    newLRU[string, string](maxSessions),
 	}
 	s.endpoints = s.newEndpoints()
 	s.stats = make([]fnStats, len(s.endpoints))
@@ -149,6 +152,10 @@ func (s *Space) Close() {
 //	GET  /gradio_api/queue/data           the session's SSE stream
 //	GET  /gradio_api/queue/status         the queue size
 //	POST /gradio_api/cancel               Gradio 6.31's cancel_event
+//	POST /gradio_api/reset                a no-op, as in Gradio
+//	POST /gradio_api/call[/v2]/<api>      the REST API: enqueue a job...
+//	GET  /gradio_api/call[/v2]/<api>/<id> ...and follow it (event: / data:)
+//	POST /gradio_api/run/<api>            call a queue=False function directly
 //	GET  /gradio_api/file=<path>          a generated or uploaded file
 //	POST /gradio_api/upload               multipart upload of "files"
 //	GET  /gradio_api/heartbeat/<session>  "data: ALIVE" every 15 s
@@ -198,6 +205,14 @@ func (s *Space) serveAPI(w http.ResponseWriter, r *http.Request, p string) {
 		s.serveStatus(w, r)
 	case p == "/cancel":
 		s.serveCancel(w, r)
+	case p == "/reset":
+		s.serveReset(w, r)
+	case strings.HasPrefix(p, "/call/"):
+		s.serveCall(w, r, p[len("/call/"):])
+	case strings.HasPrefix(p, "/run/"):
+		s.serveRun(w, r, p[len("/run/"):])
+	case strings.HasPrefix(p, "/api/"):
+		s.serveRun(w, r, p[len("/api/"):])
 	case p == "/upload":
 		s.files.serveUpload(w, r, maxUploadSize, s.now())
 	case p == "/app_id" || p == "/app_id/":
@@ -242,6 +257,8 @@ const indexHTML = `<!doctype html>
 <h1>spacerelay demo Space</h1>
 <p>An in-process stand-in for a small ZeroGPU text-to-image Gradio Space.
 It has no UI of its own; talk to it with a Gradio client.
-Endpoints: <code>/generate</code>, <code>/preview</code>, <code>/count</code>, <code>/whoami</code>
+Endpoints: <code>/generate</code>, <code>/preview</code>, <code>/count</code>, <code>/whoami</code>,
+<code>/reset_count</code>, <code>/restyle</code>, <code>/add_message</code>, <code>/bot_reply</code>,
+<code>/chat</code>, <code>/ticks</code>
 (see <a href="/gradio_api/info">/gradio_api/info</a> and <a href="/config">/config</a>).</p>
 `
