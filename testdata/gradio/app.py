@@ -25,6 +25,7 @@ os.environ["GRADIO_MCP_SERVER"] = "False"
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
+import base64  # noqa: E402
 import datetime  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
@@ -32,6 +33,7 @@ import signal  # noqa: E402
 import socket  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
+import time  # noqa: E402
 
 import fastapi  # noqa: E402
 import gradio as gr  # noqa: E402
@@ -79,7 +81,8 @@ class Journal:
 
 
 class Quota:
-    """Seconds of GPU time left per token digest ("" is the shared pool)."""
+    """Seconds of GPU time left per quota key: the token digest ("" is the
+    shared pool), or a JWT token's visitor claim."""
 
     def __init__(self, seconds):
         self._lock = threading.Lock()
@@ -97,12 +100,47 @@ class Quota:
 
 
 class Caller:
-    """Who made a request: the token digest and the Gradio session."""
+    """Who made a request: the token digest and the Gradio session, and,
+    when the token is a JWT (as Hugging Face's proxy stamps), its expiry
+    and visitor claim. The signature is not checked: the Space trusts the
+    proxy in front of it."""
 
     def __init__(self, request):
         raw = request.headers.get("x-ip-token") or ""
         self.token = digest(raw)
         self.session = request.session_hash or ""
+        claims = jwt_claims(raw)
+        visitor = claims.get("visitor")
+        self.quota_key = "visitor:" + visitor if isinstance(visitor, str) and visitor else self.token
+        exp = claims.get("exp")
+        self.expires = exp if isinstance(exp, (int, float)) and not isinstance(exp, bool) else None
+
+    def expired(self):
+        return self.expires is not None and time.time() >= self.expires
+
+
+def jwt_claims(token):
+    """The claims of a JWT (its middle part), or {} if it is not one."""
+    parts = token.split(".")
+    if len(parts) != 3 or len(token) > 8192:
+        return {}
+    try:
+        payload = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
+        claims = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def take_gpu(caller, seconds, endpoint, prompt):
+    """The ZeroGPU step: an expired proxy token fails the job, else the
+    caller's quota pays for seconds or the job fails with the quota error."""
+    if caller.expired():
+        raise gr.Error("Expired ZeroGPU proxy token", title="ZeroGPU client error")
+    left = quota.take(caller.quota_key, seconds)
+    if left is not None:
+        journal.add("quota", endpoint, prompt, caller)
+        raise quota_error(seconds, left)
 
 
 journal = Journal()
@@ -171,10 +209,7 @@ async def generate(prompt, steps, width, height, request: gr.Request, progress=g
     caller = Caller(request)
     journal.add("started", "/generate", prompt, caller)
     try:
-        left = quota.take(caller.token, steps)
-        if left is not None:
-            journal.add("quota", "/generate", prompt, caller)
-            raise quota_error(steps, left)
+        take_gpu(caller, steps, "/generate", prompt)
         check_prompt(prompt)
         gr.Info("Waiting for a GPU to become available", title="ZeroGPU queue")
         gr.Success("Successfully acquired a GPU", title="ZeroGPU queue")
@@ -270,10 +305,7 @@ async def restyle(image, prompt, strength, style, request: gr.Request, progress=
     caller = Caller(request)
     journal.add("started", "/restyle", prompt, caller)
     try:
-        left = quota.take(caller.token, RESTYLE_SECONDS)
-        if left is not None:
-            journal.add("quota", "/restyle", prompt, caller)
-            raise quota_error(RESTYLE_SECONDS, left)
+        take_gpu(caller, RESTYLE_SECONDS, "/restyle", prompt)
         check_prompt(prompt)
         digest_hex = file_sha256(image)
         with Image.open(image) as im:
