@@ -56,7 +56,9 @@ func TestCallAPI(t *testing.T) {
 		}
 		// v2 takes the parameters by name, with defaults.
 		code, _, resp := h.do("POST", "/gradio_api/call/v2/generate", "application/json", []byte(`{"prompt":"v2 fox","steps":1}`))
-		var out struct{ EventID string `json:"event_id"` }
+		var out struct {
+			EventID string `json:"event_id"`
+		}
 		if code != http.StatusOK || json.Unmarshal(resp, &out) != nil {
 			t.Fatalf("POST /call/v2/generate = %d %s", code, resp)
 		}
@@ -226,7 +228,7 @@ func TestPyJSON(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[string]string{
 		`["a,b:c",{"k":1.5,"l":[null,true]}]`: `["a,b:c", {"k": 1.5, "l": [null, true]}]`,
-		`"é😀\"\\"`:                           `"\u00e9\ud83d\ude00\"\\"`,
+		`"é😀\"\\"`:                            `"\u00e9\ud83d\ude00\"\\"`,
 		`{ "x" : [ 1 , 2 ] }`:                 `{"x": [1, 2]}`,
 	} {
 		if got := string(pyJSON([]byte(in))); got != want {
