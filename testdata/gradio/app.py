@@ -479,7 +479,7 @@ def build_restyle():
 def build_chat():
     messages = {} if GRADIO_MAJOR >= 6 else {"type": "messages"}
     with gr.Tab("chat"):
-        history = gr.Chatbot(label="history", **messages)
+        history = gr.Chatbot(label="history", allow_tags=True, **messages)
         message = gr.Textbox(label="message")
         words = gr.Number(label="words", value=8, precision=0, minimum=1, maximum=CHAT_WORDS_MAX)
     message.submit(
