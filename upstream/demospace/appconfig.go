@@ -305,7 +305,7 @@ func (s *Space) appConfig(root string) object {
 		{"components", comps}, {"css", ""}, {"connect_heartbeat", true}, {"js", ""}, {"head", ""},
 		{"title", "spacerelay test Space"}, {"space_id", nil}, {"enable_queue", true},
 		{"show_error", false}, {"footer_links", []any{"api", "gradio", "settings", "runs"}},
-		{"run_history", true}, {"is_colab", false}, {"max_file_size", maxUploadSize},
+		{"run_history", true}, {"is_colab", false}, {"max_file_size", s.cfg.MaxUploadBytes},
 		{"stylesheets", []any{}}, {"theme", "default"}, {"protocol", "sse_v3"},
 		{"body_css", object{{"body_background_fill", "white"}, {"body_text_color", "#27272a"},
 			{"body_background_fill_dark", "#0f0f11"}, {"body_text_color_dark", "#f4f4f5"}}},

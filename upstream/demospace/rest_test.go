@@ -236,3 +236,25 @@ func TestPyJSON(t *testing.T) {
 		}
 	}
 }
+
+func TestMaxUploadBytes(t *testing.T) {
+	t.Parallel()
+	h := newTCPHarness(t, Config{MaxUploadBytes: 100})
+	var cfg struct {
+		MaxFileSize int `json:"max_file_size"`
+	}
+	h.getJSON("/config", &cfg)
+	if cfg.MaxFileSize != 100 {
+		t.Errorf("max_file_size = %d, want 100", cfg.MaxFileSize)
+	}
+	h.upload("ok.bin", make([]byte, 100))
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	part, _ := mw.CreateFormFile("files", "big.bin")
+	part.Write(make([]byte, 101))
+	mw.Close()
+	if code, _, resp := h.do("POST", "/gradio_api/upload", mw.FormDataContentType(), body.Bytes()); code != 413 ||
+		string(resp) != "File size exceeded maximum allowed size of 100 bytes." {
+		t.Errorf("upload of 101 bytes = %d %s, want 413", code, resp)
+	}
+}

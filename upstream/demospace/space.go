@@ -40,6 +40,11 @@ type Config struct {
 	// full...". Zero means 1000.
 	MaxQueue int
 
+	// MaxUploadBytes is the largest file /gradio_api/upload takes (also
+	// /config's max_file_size). Zero means 10 MiB. An upload is held in
+	// memory while it arrives, and files share a budget of 256 MiB.
+	MaxUploadBytes int64
+
 	// Now is the clock used for the durations and estimates the Space
 	// reports. Nil means time.Now. Waiting always uses the time package's
 	// timers, so testing/synctest controls it.
@@ -54,7 +59,7 @@ const (
 	maxTokens      = 100000    // remembered quota tokens
 	maxFiles       = 10000     // files in memory
 	maxFileBytes   = 256 << 20 // bytes of files in memory
-	maxUploadSize  = 10 << 20  // bytes per uploaded file, also max_file_size
+	maxUploadSize  = 10 << 20  // default Config.MaxUploadBytes
 	maxJournal     = 10000     // journal entries
 	heartbeatEvery = 15 * time.Second
 	writeTimeout   = 10 * time.Second
@@ -103,6 +108,9 @@ func New(cfg Config) *Space {
 	}
 	if cfg.MaxQueue <= 0 {
 		cfg.MaxQueue = 1000
+	}
+	if cfg.MaxUploadBytes <= 0 {
+		cfg.MaxUploadBytes = maxUploadSize
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -176,7 +184,7 @@ func (s *Space) Close() {
 //
 // Deliberate differences: the limits above (Gradio keeps 2000 sessions and
 // buffers without bound), an unread session's estimations coalesce, files
-// live in memory, and an upload may be at most 10 MiB (max_file_size).
+// live in memory, and an upload may be at most Config.MaxUploadBytes.
 func (s *Space) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.Path
 	switch {
@@ -214,7 +222,7 @@ func (s *Space) serveAPI(w http.ResponseWriter, r *http.Request, p string) {
 	case strings.HasPrefix(p, "/api/"):
 		s.serveRun(w, r, p[len("/api/"):])
 	case p == "/upload":
-		s.files.serveUpload(w, r, maxUploadSize, s.now())
+		s.files.serveUpload(w, r, s.cfg.MaxUploadBytes, s.now())
 	case p == "/app_id" || p == "/app_id/":
 		writeJSON(w, http.StatusOK, object{{"app_id", s.appID}})
 	case strings.HasPrefix(p, "/file="):
