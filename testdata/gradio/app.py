@@ -463,7 +463,9 @@ def build_restyle():
         strength = gr.Slider(
             0, 100, value=50, step=1, label="strength", info="how far to go, in percent"
         )
-        style = gr.Dropdown(STYLES, value="invert", label="style", info="what to do to the image")
+        # The defaults show a person a change they can see, and the
+        # prompt's part in it (invert at 50% would be a flat grey).
+        style = gr.Dropdown(STYLES, value="tint", label="style", info="what to do to the image")
         run = gr.Button("restyle")
         result = gr.Image(label="restyled", format="png", type="pil")
         info = gr.Textbox(label="info")

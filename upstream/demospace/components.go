@@ -16,7 +16,7 @@ func moreComponents() []component {
 		imageInput(idRestyleImage, "image"),
 		textboxInfo(idRestylePrompt, "prompt", "raise:<text> and crash:<text> fail"),
 		slider(idStrength, "strength", "how far to go, in percent", 0, 100, 50, 1),
-		dropdown(idStyle, "style", "what to do to the image", styles, "invert"),
+		dropdown(idStyle, "style", "what to do to the image", styles, "tint"),
 		button(idRestyleButton, "restyle"),
 		imageOutput(idRestyled, "restyled"),
 		textbox(idRestyleInfo, "info"),
@@ -92,7 +92,7 @@ func dropdown(id int, label, info string, choices []string, value string) compon
 	for i, c := range choices {
 		pairs[i], enum[i] = []any{c, c}, c
 	}
-	return component{id: id, typ: "dropdown", example: value, props: object{
+	return component{id: id, typ: "dropdown", example: choices[0], props: object{
 		{"choices", pairs}, {"value", value}, {"type", "value"}, {"allow_custom_value", false},
 		{"num_choices_shown", 100}, {"filterable", true}, {"label", label}, {"info", info},
 		{"show_label", true}, {"container", true}, {"min_width", 160}, {"visible", true},
