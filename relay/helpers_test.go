@@ -52,13 +52,20 @@ type fakeUpstream struct {
 
 	mu      sync.Mutex
 	headers []http.Header
+	set     []http.Header // each SetHeader's
 }
 
 func (f *fakeUpstream) Open(h http.Header) session.Visitor {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.headers = append(f.headers, h.Clone())
-	return fakeVisitor{pad: f.pad}
+	return fakeVisitor{pad: f.pad, f: f}
+}
+
+func (f *fakeUpstream) setHeaders() []http.Header {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]http.Header(nil), f.set...)
 }
 
 func (f *fakeUpstream) opened() []http.Header {
@@ -67,7 +74,10 @@ func (f *fakeUpstream) opened() []http.Header {
 	return append([]http.Header(nil), f.headers...)
 }
 
-type fakeVisitor struct{ pad int }
+type fakeVisitor struct {
+	pad int
+	f   *fakeUpstream
+}
 
 func (v fakeVisitor) Submit(ctx context.Context, call upstream.Call) (session.Job, error) {
 	return fakeJob{v, call}, nil
@@ -81,7 +91,11 @@ func (fakeVisitor) Upload(context.Context, upstream.Upload, int64) (map[string]a
 	panic("not called in tests")
 }
 
-func (fakeVisitor) SetHeader(http.Header) {}
+func (v fakeVisitor) SetHeader(h http.Header) {
+	v.f.mu.Lock()
+	defer v.f.mu.Unlock()
+	v.f.set = append(v.f.set, h.Clone())
+}
 func (fakeVisitor) Close() error          { return nil }
 
 type fakeJob struct {

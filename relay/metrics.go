@@ -30,6 +30,7 @@ type metrics struct {
 	relayed        prometheus.Histogram
 	filesSent      prometheus.Counter
 	slowConsumers  prometheus.Counter
+	refreshes      *prometheus.CounterVec // outcome: refreshed, or a refusal code
 	upstreamReady  prometheus.Gauge
 }
 
@@ -75,6 +76,9 @@ func newMetrics() *metrics {
 		filesSent: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "spacerelay_files_sent_total", Help: "Files written to browsers.",
 		}),
+		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spacerelay_token_refreshes_total", Help: "Token refresh requests, by outcome: refreshed, or the refusal's code.",
+		}, []string{"outcome"}),
 		slowConsumers: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "spacerelay_slow_consumer_disconnects_total", Help: "Sessions closed because the browser did not read in time.",
 		}),
@@ -83,7 +87,7 @@ func newMetrics() *metrics {
 		}),
 	}
 	m.reg.MustRegister(m.sessionsOpen, m.sessionsOpened, m.refused, m.jobs, m.queueWait,
-		m.jobDuration, m.bytesSent, m.relayed, m.filesSent, m.slowConsumers, m.upstreamReady,
+		m.jobDuration, m.bytesSent, m.relayed, m.filesSent, m.slowConsumers, m.refreshes, m.upstreamReady,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, code := range refusalCodes { // show every reason, at 0

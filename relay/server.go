@@ -11,7 +11,9 @@ package relay
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -20,6 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spacerelay/spacerelay/session"
 	"github.com/spacerelay/spacerelay/upstream"
@@ -135,10 +138,32 @@ type Server struct {
 	// negative disables pings.
 	PingInterval time.Duration
 
-	// MaxMessageBytes is the largest message a browser may send: the
-	// socket's read limit (a larger message closes it with 1009), and the
-	// limit announced in hello. Defaults to 65536.
+	// MaxMessageBytes is the largest text message a browser may send (a
+	// larger one closes the socket with 1009), announced in hello.
+	// Defaults to 65536.
 	MaxMessageBytes int64
+
+	// MaxUploadBytes, MaxSessionUploadBytes and UploadChunkBytes bound the
+	// page's uploads, as the fields of session.Config of the same names;
+	// zero means that package's default (50 MiB, 200 MiB, 256 KiB). The
+	// socket's read limit is the larger of MaxMessageBytes and
+	// UploadChunkBytes.
+	MaxUploadBytes        int64
+	MaxSessionUploadBytes int64
+	UploadChunkBytes      int64
+
+	// FileMemory bounds the bytes of files all sessions hold in memory at
+	// once: results on their way to a browser, upload chunks on their way
+	// upstream (session.Budget). Defaults to 256 MiB; negative means no
+	// bound but the per-job and per-upload ones.
+	FileMemory int64
+
+	// TokenRefreshMargin is how long before a token's exp its session
+	// sends token_expiring (PROTOCOL.md section 6). Defaults to 30 s.
+	TokenRefreshMargin time.Duration
+
+	// Version is the relay's version, said in hello. Empty means none.
+	Version string
 
 	initOnce  sync.Once
 	startOnce sync.Once
@@ -149,6 +174,7 @@ type Server struct {
 	base    context.Context // the sessions' and discovery's context
 	stop    context.CancelFunc
 	pings   *session.Ticker // nil when pings are off
+	budget  *session.Budget // nil when FileMemory is negative
 
 	api   atomic.Pointer[upstream.API] // set once discovery succeeds
 	state atomic.Pointer[readiness]    // written by discover only
@@ -158,6 +184,7 @@ type Server struct {
 	draining bool
 	open     int
 	perToken map[tokenKey]int
+	sessions map[string]*slot // by session id
 	// wg counts the sessions and the discovery goroutine. Add is only
 	// called with mu held and draining false, so Shutdown's Wait sees every
 	// Add.
@@ -170,7 +197,13 @@ const (
 	defaultMaxSessions     = 10000
 	defaultMaxPerToken     = 4
 	defaultMaxMessageBytes = 65536
+	defaultChunkBytes      = 256 << 10
+	defaultFileMemory      = 256 << 20
 )
+
+func (s *Server) uploadChunkBytes() int64 {
+	return cmp.Or(max(s.UploadChunkBytes, 0), defaultChunkBytes)
+}
 
 func (s *Server) init() {
 	s.initOnce.Do(func() {
@@ -179,6 +212,10 @@ func (s *Server) init() {
 			s.pings = session.NewTicker(cmp.Or(s.PingInterval, 30*time.Second))
 		}
 		s.perToken = make(map[tokenKey]int)
+		s.sessions = make(map[string]*slot)
+		if s.FileMemory >= 0 {
+			s.budget = session.NewBudget(cmp.Or(s.FileMemory, defaultFileMemory))
+		}
 		s.metrics = newMetrics()
 		if s.UpstreamConns != nil {
 			s.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -209,6 +246,8 @@ func (s *Server) routes() *http.ServeMux {
 		mux.Handle("GET /metrics", s.metrics.handler())
 	}
 	mux.HandleFunc("GET /v1/ws", s.serveWS)
+	mux.HandleFunc("POST /v1/sessions/{id}/token", s.refreshToken)
+	mux.HandleFunc("OPTIONS /v1/sessions/{id}/token", s.cors(refreshPreflight))
 	return mux
 }
 
@@ -303,45 +342,82 @@ func (s *Server) static(name string) http.HandlerFunc {
 // the Server never keeps a token beyond its session.
 type tokenKey [sha256.Size]byte
 
-// reserve takes a place for a session of token, or says why there is
-// none. On success the caller must call release(key, ok) exactly once.
-func (s *Server) reserve(token string) (api *upstream.API, key tokenKey, ref *refusal) {
-	if token != "" {
-		key = sha256.Sum256([]byte(token))
+func keyOf(token string) tokenKey {
+	if token == "" {
+		return tokenKey{}
 	}
+	return sha256.Sum256([]byte(token))
+}
+
+// A slot is an open session's place in the registry: what the refresh
+// route needs to find it, and what release gives back.
+type slot struct {
+	// Static after reserve.
+	id      string
+	keyHash [sha256.Size]byte // of the refresh key: the key itself is the page's alone
+
+	// Guarded by Server.mu.
+	sess        *session.Session // once its session runs
+	token       tokenKey         // the current token's, if hasToken
+	hasToken    bool
+	lastRefresh time.Time // the last refresh request with the right key
+}
+
+// reserve takes a place for a session of token, or says why there is
+// none. On success the caller must call release(sl) exactly once; the
+// slot's refresh key is for the session's hello.
+func (s *Server) reserve(token string) (api *upstream.API, sl *slot, refreshKey string, ref *refusal) {
+	key := keyOf(token)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	api = s.api.Load()
 	switch {
 	case s.draining:
-		return nil, key, &refusal{http.StatusServiceUnavailable, "shutting_down", "the relay is shutting down", retryShuttingDown}
+		return nil, nil, "", &refusal{http.StatusServiceUnavailable, "shutting_down", "the relay is shutting down", retryShuttingDown}
 	case api == nil:
-		return nil, key, &refusal{http.StatusServiceUnavailable, "upstream_unavailable", "the upstream app is not reachable yet", retryUnavailable}
+		return nil, nil, "", &refusal{http.StatusServiceUnavailable, "upstream_unavailable", "the upstream app is not reachable yet", retryUnavailable}
 	case s.open >= s.maxSessions():
-		return nil, key, &refusal{http.StatusServiceUnavailable, "over_capacity", "the relay is at its session limit", retryOverCapacity}
+		return nil, nil, "", &refusal{http.StatusServiceUnavailable, "over_capacity", "the relay is at its session limit", retryOverCapacity}
 	case token != "" && s.perToken[key] >= s.maxPerToken():
 		msg := fmt.Sprintf("this visitor already has %d sessions open", s.perToken[key])
-		return nil, key, &refusal{http.StatusTooManyRequests, "too_many_sessions", msg, retryPerToken}
+		return nil, nil, "", &refusal{http.StatusTooManyRequests, "too_many_sessions", msg, retryPerToken}
 	}
+	refreshKey = newRefreshKey()
+	sl = &slot{id: uuid.NewString(), keyHash: sha256.Sum256([]byte(refreshKey)), token: key, hasToken: token != ""}
 	s.open++
-	if token != "" {
+	if sl.hasToken {
 		s.perToken[key]++
 	}
+	s.sessions[sl.id] = sl
 	s.wg.Add(1)
-	return api, key, nil
+	return api, sl, refreshKey, nil
+}
+
+// newRefreshKey returns 256 random bits, base64url: 43 characters.
+func newRefreshKey() string {
+	b := make([]byte, 32)
+	rand.Read(b) // never fails
+	return base64.RawURLEncoding.EncodeToString(b)
 }
 
 // release gives back a place taken by reserve.
-func (s *Server) release(key tokenKey, hasToken bool) {
+func (s *Server) release(sl *slot) {
 	s.mu.Lock()
 	s.open--
-	if hasToken {
-		if s.perToken[key]--; s.perToken[key] <= 0 {
-			delete(s.perToken, key)
-		}
-	}
+	s.countToken(sl, -1)
+	delete(s.sessions, sl.id)
 	s.mu.Unlock()
 	s.wg.Done()
+}
+
+// countToken adds d to the count of sl's token. Called with mu held.
+func (s *Server) countToken(sl *slot, d int) {
+	if !sl.hasToken {
+		return
+	}
+	if s.perToken[sl.token] += d; s.perToken[sl.token] <= 0 {
+		delete(s.perToken, sl.token)
+	}
 }
 
 func (s *Server) isDraining() bool {

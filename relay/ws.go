@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/google/uuid"
 	"github.com/spacerelay/spacerelay/session"
 	"github.com/spacerelay/spacerelay/upstream"
 )
@@ -30,20 +29,21 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.refuseSocket(c, conn, ref)
 		return
 	}
-	api, key, ref := s.reserve(token)
+	api, sl, refreshKey, ref := s.reserve(token)
 	if ref != nil {
 		s.refuseSocket(c, conn, ref)
 		return
 	}
-	c.SetReadLimit(s.maxMessageBytes())
+	// Upload chunks may be larger than a text message (PROTOCOL.md 9).
+	c.SetReadLimit(max(s.maxMessageBytes(), s.uploadChunkBytes()))
 	sock := &socket{Conn: c, raw: conn}
 	// The session gets a goroutine of its own, and net/http's goroutine
 	// ends here with the request and its buffers: an idle session keeps
 	// only what it needs (a smaller stack, no request).
 	go func() {
-		defer s.release(key, token != "")
+		defer s.release(sl)
 		defer sock.CloseNow() // the safety net; Run closes it with its code
-		s.run(sock, api, token)
+		s.run(sock, api, sl, token, refreshKey)
 	}()
 }
 
@@ -63,34 +63,43 @@ func (s *socket) CloseNow() error {
 }
 
 // run runs one session on c and logs its end.
-func (s *Server) run(c *socket, api *upstream.API, token string) {
-	id := uuid.NewString()
+func (s *Server) run(c *socket, api *upstream.API, sl *slot, token, refreshKey string) {
 	start := time.Now()
 	s.metrics.sessionsOpen.Inc()
 	s.metrics.sessionsOpened.Inc()
-	sess := session.New(s.sessionConfig(id, api, token), c, s.Upstream)
+	sess := session.New(s.sessionConfig(sl.id, api, token, refreshKey), c, s.Upstream)
+	s.mu.Lock()
+	sl.sess = sess // the refresh route may find it now
+	s.mu.Unlock()
 	err := sess.Run(s.base) // not r.Context(): Shutdown cancels s.base
 	s.metrics.sessionsOpen.Dec()
 	if errors.Is(err, session.ErrSlowConsumer) {
 		s.metrics.slowConsumers.Inc()
 	}
-	s.logEnd(id, time.Since(start), sess.Jobs(), err)
+	s.logEnd(sl.id, time.Since(start), sess.Jobs(), err)
 }
 
-func (s *Server) sessionConfig(id string, api *upstream.API, token string) session.Config {
+func (s *Server) sessionConfig(id string, api *upstream.API, token, refreshKey string) session.Config {
 	return session.Config{
-		ID:              id,
-		API:             api,
-		DefaultEndpoint: s.DefaultEndpoint,
-		Token:           token,
-		MaxJobs:         s.MaxJobs,
-		MaxMessageBytes: s.maxMessageBytes(),
-		MaxFileBytes:    s.MaxFileBytes,
-		MaxJobBytes:     s.MaxJobBytes,
-		WriteTimeout:    s.WriteTimeout,
-		Pings:           s.pings,
-		PingInterval:    s.PingInterval, // negative: no pings
-		Hooks:           s.hooks,
+		ID:                    id,
+		API:                   api,
+		DefaultEndpoint:       s.DefaultEndpoint,
+		Token:                 token,
+		Refresh:               &session.Refresh{URL: "/v1/sessions/" + id + "/token", Key: refreshKey},
+		TokenRefreshMargin:    s.TokenRefreshMargin,
+		MaxJobs:               s.MaxJobs,
+		MaxMessageBytes:       s.maxMessageBytes(),
+		MaxFileBytes:          s.MaxFileBytes,
+		MaxJobBytes:           s.MaxJobBytes,
+		Budget:                s.budget,
+		MaxUploadBytes:        s.MaxUploadBytes,
+		MaxSessionUploadBytes: s.MaxSessionUploadBytes,
+		UploadChunkBytes:      s.uploadChunkBytes(),
+		WriteTimeout:          s.WriteTimeout,
+		Pings:                 s.pings,
+		PingInterval:          s.PingInterval, // negative: no pings
+		Version:               s.Version,
+		Hooks:                 s.hooks,
 	}
 }
 

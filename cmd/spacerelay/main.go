@@ -79,6 +79,11 @@ type config struct {
 	maxMessageBytes int64
 	maxFileBytes    int64
 	maxJobBytes     int64
+	maxUploadBytes  int64
+	maxSessionUp    int64
+	uploadChunk     int64
+	fileMemory      int64
+	refreshMargin   time.Duration
 	writeTimeout    time.Duration
 	pingInterval    time.Duration // negative: no pings
 	shutdownGrace   time.Duration
@@ -112,6 +117,11 @@ var flags = []struct{ name, kind, def, usage string }{
 	{"max-message-bytes", kindSize, "65536", "largest message a browser may send"},
 	{"max-file-bytes", kindSize, "20MiB", "largest file relayed to a browser"},
 	{"max-job-bytes", kindSize, "64MiB", "most file bytes one job may hold in memory"},
+	{"max-file-memory", kindSize, "256MiB", "most file bytes all sessions together hold in memory (results on their way to browsers, upload chunks on their way upstream)"},
+	{"max-upload-bytes", kindSize, "50MiB", "largest file a page may upload"},
+	{"max-session-upload-bytes", kindSize, "200MiB", "most bytes one session may upload in all"},
+	{"upload-chunk-bytes", kindSize, "256KiB", "largest binary frame of an upload"},
+	{"token-refresh-margin", kindDuration, "30s", "how long before a visitor token's exp the page is told to refresh it"},
 	{"write-timeout", kindDuration, "10s", "time a browser has to take a message before it is disconnected"},
 	{"ping-interval", kindDuration, "30s", "time between WebSocket pings; 0 or off: no pings"},
 	{"shutdown-grace", kindDuration, "10s", "time sessions get to close on SIGINT or SIGTERM"},
@@ -135,7 +145,8 @@ func printUsage(w io.Writer) {
 
 Every flag may be given as its environment variable instead (the flag wins).
 HF_TOKEN, the token for a private upstream Space, comes from the environment
-only. An on/off flag alone means on: --spa, or --spa=off.
+only. An on/off flag alone means on: --spa, or --spa=off. --version prints
+the version.
 
 `)
 	for _, f := range flags {
@@ -277,25 +288,31 @@ func startHTTP(ln net.Listener, h http.Handler, logger *slog.Logger, errc chan<-
 
 func newServer(cfg config, up *upstream.Client, site *os.Root, logger *slog.Logger) *relay.Server {
 	srv := &relay.Server{
-		Upstream:            session.ClientUpstream(up),
-		API:                 up.API,
-		UpstreamConns:       up.OpenConns,
-		Static:              web.FS,
-		SPA:                 cfg.spa,
-		MetricsPublic:       cfg.metricsPublic,
-		Logger:              logger,
-		OriginPatterns:      cfg.origins,
-		TokenHeader:         cfg.tokenHeader,
-		TokenOptional:       cfg.tokenOptional,
-		MaxSessions:         cfg.maxSessions,
-		MaxSessionsPerToken: cfg.maxPerToken,
-		DefaultEndpoint:     cfg.defaultEndpoint,
-		MaxJobs:             cfg.maxJobs,
-		MaxMessageBytes:     cfg.maxMessageBytes,
-		MaxFileBytes:        cfg.maxFileBytes,
-		MaxJobBytes:         cfg.maxJobBytes,
-		WriteTimeout:        cfg.writeTimeout,
-		PingInterval:        cfg.pingInterval,
+		Upstream:              session.ClientUpstream(up),
+		API:                   up.API,
+		UpstreamConns:         up.OpenConns,
+		Static:                web.FS,
+		SPA:                   cfg.spa,
+		MetricsPublic:         cfg.metricsPublic,
+		Logger:                logger,
+		OriginPatterns:        cfg.origins,
+		TokenHeader:           cfg.tokenHeader,
+		TokenOptional:         cfg.tokenOptional,
+		MaxSessions:           cfg.maxSessions,
+		MaxSessionsPerToken:   cfg.maxPerToken,
+		DefaultEndpoint:       cfg.defaultEndpoint,
+		MaxJobs:               cfg.maxJobs,
+		MaxMessageBytes:       cfg.maxMessageBytes,
+		MaxFileBytes:          cfg.maxFileBytes,
+		MaxJobBytes:           cfg.maxJobBytes,
+		FileMemory:            cfg.fileMemory,
+		MaxUploadBytes:        cfg.maxUploadBytes,
+		MaxSessionUploadBytes: cfg.maxSessionUp,
+		UploadChunkBytes:      cfg.uploadChunk,
+		TokenRefreshMargin:    cfg.refreshMargin,
+		Version:               web.Version,
+		WriteTimeout:          cfg.writeTimeout,
+		PingInterval:          cfg.pingInterval,
 	}
 	if site != nil {
 		srv.Site = site.FS()
@@ -360,6 +377,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	for _, f := range flags {
 		fs.Var(&flagValue{s: f.def, onOff: f.kind == kindOnOff}, f.name, f.usage)
 	}
+	version := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
 		printUsage(stderr)
 		return config{}, err
@@ -368,6 +386,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	if fs.NArg() > 0 {
 		return config{}, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	if *version {
+		fmt.Fprintln(stderr, "spacerelay", web.Version)
+		return config{}, flag.ErrHelp // nothing more to do
 	}
 	p := &parser{fs: fs, getenv: getenv, set: map[string]bool{}}
 	fs.Visit(func(f *flag.Flag) { p.set[f.Name] = true })
@@ -415,6 +437,11 @@ func (p *parser) config() config {
 		maxMessageBytes: p.bytes("max-message-bytes"),
 		maxFileBytes:    p.bytes("max-file-bytes"),
 		maxJobBytes:     p.bytes("max-job-bytes"),
+		maxUploadBytes:  p.bytes("max-upload-bytes"),
+		maxSessionUp:    p.bytes("max-session-upload-bytes"),
+		uploadChunk:     p.bytes("upload-chunk-bytes"),
+		fileMemory:      p.bytes("max-file-memory"),
+		refreshMargin:   p.duration("token-refresh-margin"),
 		writeTimeout:    p.duration("write-timeout"),
 		pingInterval:    p.durationOrOff("ping-interval"),
 		shutdownGrace:   p.duration("shutdown-grace"),

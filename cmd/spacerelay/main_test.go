@@ -38,7 +38,9 @@ func TestParseConfigDefaults(t *testing.T) {
 		tokenOptional: true, // with the demo Space
 		maxSessions:   10000, maxPerToken: 4, maxJobs: 2,
 		maxMessageBytes: 65536, maxFileBytes: 20 << 20, maxJobBytes: 64 << 20,
-		writeTimeout: 10 * time.Second, pingInterval: 30 * time.Second, shutdownGrace: 10 * time.Second,
+		maxUploadBytes: 50 << 20, maxSessionUp: 200 << 20, uploadChunk: 256 << 10, fileMemory: 256 << 20,
+		refreshMargin: 30 * time.Second,
+		writeTimeout:  10 * time.Second, pingInterval: 30 * time.Second, shutdownGrace: 10 * time.Second,
 		logLevel: slog.LevelInfo,
 	}
 	if fmt.Sprint(cfg) != fmt.Sprint(want) {
@@ -60,6 +62,9 @@ func TestParseConfigSources(t *testing.T) {
 		"SPACERELAY_HUB_URL": "http://hub.test", "HF_TOKEN": "hf_secret",
 		"SPACERELAY_METRICS_LISTEN": "127.0.0.1:9090", "SPACERELAY_METRICS_PUBLIC": "on",
 		"SPACERELAY_STATIC": "dist", "SPACERELAY_SPA": "1",
+		"SPACERELAY_MAX_UPLOAD_BYTES": "2MiB", "SPACERELAY_MAX_SESSION_UPLOAD_BYTES": "8MiB",
+		"SPACERELAY_UPLOAD_CHUNK_BYTES": "64KiB", "SPACERELAY_MAX_FILE_MEMORY": "1GiB",
+		"SPACERELAY_TOKEN_REFRESH_MARGIN": "45s",
 	}
 	cfg, err := parseConfig(nil, e.get, nil)
 	if err != nil {
@@ -72,7 +77,9 @@ func TestParseConfigSources(t *testing.T) {
 		origins:     []string{"a.example", "*.b.example"},
 		maxSessions: 7, maxPerToken: 3, maxJobs: 5,
 		maxMessageBytes: 1024, maxFileBytes: 3 << 20, maxJobBytes: 1 << 30,
-		writeTimeout: 3 * time.Second, pingInterval: time.Minute, shutdownGrace: 2 * time.Second,
+		maxUploadBytes: 2 << 20, maxSessionUp: 8 << 20, uploadChunk: 64 << 10, fileMemory: 1 << 30,
+		refreshMargin: 45 * time.Second,
+		writeTimeout:  3 * time.Second, pingInterval: time.Minute, shutdownGrace: 2 * time.Second,
 		defaultEndpoint: "/generate", logLevel: slog.LevelDebug, logJSON: true,
 	}
 	if fmt.Sprint(cfg) != fmt.Sprint(want) {
