@@ -182,15 +182,14 @@ func testChat(t *testing.T, sp space, c *upstream.Client) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := api.Endpoint("/add_message"); err == nil {
-		added := complete(t, ctx, s, upstream.Call{Endpoint: "/add_message", Data: []any{"hello world", []any{}}})
-		if added.Data[0] != "" || lastText(t, added.Data[1]) != "hello world" {
-			t.Errorf("/add_message = %#v, want an empty textbox and the message in the history", added.Data)
-		}
-		hist = added.Data[1].([]any)
-	} else {
-		t.Logf("/add_message is not served yet (queue=False, issue 13.2): %v", err)
+	if _, err := api.Endpoint("/add_message"); err != nil {
+		t.Fatalf("/add_message (queue=False, issue 13.2): %v", err)
 	}
+	added := complete(t, ctx, s, upstream.Call{Endpoint: "/add_message", Data: []any{"hello world", []any{}}})
+	if added.Data[0] != "" || lastText(t, added.Data[1]) != "hello world" {
+		t.Errorf("/add_message = %#v, want an empty textbox and the message in the history", added.Data)
+	}
+	hist = added.Data[1].([]any)
 	evs, err := run(ctx, s, upstream.Call{Endpoint: "/bot_reply", Data: []any{hist, 4}})
 	res := result(t, evs, err)
 	var partials []string
@@ -203,11 +202,11 @@ func testChat(t *testing.T, sp space, c *upstream.Client) {
 		t.Errorf("/bot_reply's answer = %q, want %q", got, "You said: hello world")
 	}
 	checkGrowing(t, "/bot_reply", partials, "You said: hello world")
-	// A plain string where the Chatbot wants a list of messages fails (or,
-	// once the client validates inputs, never leaves it).
+	// A plain string where the Chatbot wants a list of messages never
+	// leaves the client (issue 13.3).
 	_, err = run(ctx, s, upstream.Call{Endpoint: "/bot_reply", Data: []any{"hello", 2}})
-	if code := upstream.CodeOf(err); code != upstream.CodeAppError && code != upstream.CodeInvalidInput {
-		t.Errorf("/bot_reply with a string history: %v, want app_error or invalid_input", err)
+	if code := upstream.CodeOf(err); code != upstream.CodeInvalidInput {
+		t.Errorf("/bot_reply with a string history: %v, want invalid_input", err)
 	}
 }
 
@@ -254,7 +253,7 @@ func testGeneratorDuration(t *testing.T, sp space, c *upstream.Client) {
 		t.Errorf("/ticks = %v", res.Data)
 	}
 	if min := n * stepSeconds; res.Duration < min {
-		t.Skipf("needs a generator's duration taken as the job's run time in the upstream client (issue 13.5): got %.4fs for %d steps of %.2fs", res.Duration, n, stepSeconds)
+		t.Errorf("duration = %.4fs for %d steps of %.2fs, want the job's run time (issue 13.5)", res.Duration, n, stepSeconds)
 	}
 }
 
@@ -280,7 +279,7 @@ func testStateOnlyOutput(t *testing.T, sp space, c *upstream.Client) {
 		t.Errorf("count, count, reset, count = %s, want %s", got, want)
 	}
 	if out, _ := json.Marshal(ep.Outputs); string(out) != "[]" {
-		t.Skipf("needs outputs [] (not %s) for a State-only endpoint in the upstream client (issue 13.4)", out)
+		t.Errorf("outputs = %s, want [] for a State-only endpoint (issue 13.4)", out)
 	}
 }
 
