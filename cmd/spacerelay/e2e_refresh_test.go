@@ -164,3 +164,40 @@ func testRefreshTogether(t *testing.T, e *upstreamEnv) {
 		t.Error(err)
 	}
 }
+
+// Issue 11: on its demo, the relay stands behind a proxy that does what
+// Hugging Face's does: a token the page sends itself never reaches the
+// Space; each request gets a fresh JWT of --demo-token-ttl; the refresh
+// request's token moves into the session.
+func TestE2EDemoTokens(t *testing.T) {
+	bin := buildRelay(t, t.TempDir())
+	r := startRelay(t, bin, "", "--demo-token-ttl", "5s", "--token-refresh-margin", "2s")
+	ctx := testCtx(t)
+	c := visit(t, ctx, r, "page-made-token")
+	var h struct {
+		Token struct {
+			Present   bool `json:"present"`
+			ExpiresIn int  `json:"expires_in"`
+		} `json:"token"`
+	}
+	if err := json.Unmarshal(c.hello.raw, &h); err != nil || !h.Token.Present || h.Token.ExpiresIn < 3 || h.Token.ExpiresIn > 5 {
+		t.Errorf("hello token = %+v, want a token of about 5 s", h.Token)
+	}
+	first := whoami(t, c, "w1")
+	if first == digest("page-made-token") {
+		t.Errorf("the Space saw the page's own token")
+	}
+	if _, err := c.expect(func(m relayMsg) bool { return m.Type == "token_expiring" }); err != nil {
+		t.Fatalf("token_expiring: %v", err)
+	}
+	url, key, err := refreshOf(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, err := refreshAs(ctx, r, c, url, key, "another-page-made-token"); err != nil || status != http.StatusOK {
+		t.Fatalf("refresh: %d, %v", status, err)
+	}
+	if second := whoami(t, c, "w2"); second == first || second == digest("another-page-made-token") {
+		t.Errorf("after the refresh the Space saw %s (before: %s): want the proxy's new token", second, first)
+	}
+}
