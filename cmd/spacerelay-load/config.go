@@ -43,6 +43,7 @@ type config struct {
 	cpuProfile  string   // this process's CPU profile
 	serveArgs   []string // extra flags of a spawned relay
 	relayCPUs   string   // a spawned relay runs on these CPUs (taskset -c)
+	uploadSink  bool     // upload: the spawned demo Space discards what it gets
 }
 
 const defaultURL = "ws://127.0.0.1:7860/v1/ws"
@@ -53,10 +54,10 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("spacerelay-load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: spacerelay-load [--mode load|handshake|memory|latency|throughput] [flags]\n       spacerelay-load serve [flags]\n\nLoopback only. See the command's documentation for the modes and the JSON output.")
+		fmt.Fprintln(stderr, "Usage: spacerelay-load [--mode load|handshake|memory|latency|throughput|upload] [flags]\n       spacerelay-load serve [flags]\n\nLoopback only. See the command's documentation for the modes and the JSON output.")
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&c.mode, "mode", "load", "load, handshake, memory, latency or throughput")
+	fs.StringVar(&c.mode, "mode", "load", "load, handshake, memory, latency, throughput or upload")
 	fs.StringVar(&c.url, "url", defaultURL, "the relay's WebSocket URL (loopback only)")
 	fs.IntVar(&c.sessions, "sessions", 10, "sessions to open")
 	fs.Float64Var(&c.rate, "rate", 0, "sessions opened per second; 0 means as fast as --parallel allows")
@@ -75,8 +76,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.pid, "pid", 0, "the relay's process id, to read its VmRSS")
 	fs.StringVar(&steps, "steps", "0,1000,10000", "memory: idle session counts to measure at")
 	fs.DurationVar(&c.settle, "settle", 3*time.Second, "memory: wait before measuring each step")
-	fs.StringVar(&c.profileDir, "profile-dir", "", "memory: write heap and goroutine profiles of the last step here")
-	fs.Int64Var(&c.fileBytes, "file-bytes", 1<<20, "throughput: size of the file a spawned relay serves")
+	fs.StringVar(&c.profileDir, "profile-dir", "", "memory: write heap and goroutine profiles of the last step here; upload: the relay's CPU profile")
+	fs.Int64Var(&c.fileBytes, "file-bytes", 1<<20, "throughput: size of the file a spawned relay serves; upload: size of each upload (default 8 MiB)")
+	fs.BoolVar(&c.uploadSink, "upload-sink", true, "upload: the spawned demo Space discards uploaded bytes; false: it keeps them in memory, as its upload route does")
 	fs.StringVar(&c.cpuProfile, "cpu-profile", "", "write the load generator's own CPU profile to this file")
 	fs.BoolVar(&c.spawn, "spawn", false, "start a relay to measure (spacerelay-load serve) and stop it at the end")
 	fs.StringVar(&serveArgs, "serve-flags", "", "extra flags of the spawned relay, space-separated")
@@ -124,14 +126,18 @@ func (c *config) presets(set map[string]bool) {
 		def("sessions", func() { c.sessions = 1 })
 		def("jobs", func() { c.jobs = 50 })
 		def("inputs", func() { c.inputs = json.RawMessage(`{"prompt":"throughput","steps":1}`) })
+	case "upload":
+		def("sessions", func() { c.sessions = 1 })
+		def("jobs", func() { c.jobs = 20 })
+		def("file-bytes", func() { c.fileBytes = 8 << 20 })
 	}
 }
 
 var cpuList = regexp.MustCompile(`^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$`)
 
 func (c *config) check() error {
-	if !map[string]bool{"load": true, "handshake": true, "memory": true, "latency": true, "throughput": true}[c.mode] {
-		return usageError{fmt.Errorf("--mode: must be load, handshake, memory, latency or throughput, got %q", c.mode)}
+	if !map[string]bool{"load": true, "handshake": true, "memory": true, "latency": true, "throughput": true, "upload": true}[c.mode] {
+		return usageError{fmt.Errorf("--mode: must be load, handshake, memory, latency, throughput or upload, got %q", c.mode)}
 	}
 	if c.relayCPUs != "" && (!cpuList.MatchString(c.relayCPUs) || !c.spawn) {
 		return usageError{fmt.Errorf("--relay-cpus: a CPU list such as 1 or 0-1,3, with --spawn; got %q", c.relayCPUs)}

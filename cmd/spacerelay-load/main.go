@@ -12,6 +12,7 @@
 //	spacerelay-load --mode memory [flags]        relay memory per idle session
 //	spacerelay-load --mode latency [flags]       added latency of the relay per event
 //	spacerelay-load --mode throughput [flags]    relaying a file vs downloading it directly
+//	spacerelay-load --mode upload [flags]        uploading a file through the relay vs directly
 //	spacerelay-load serve [flags]                a relay to measure (see below)
 //	spacerelay-load demo [flags]                 the demo Space alone, for serve --upstream
 //
@@ -56,6 +57,22 @@
 //	spacerelay-load --mode latency --spawn                   # 1,000 concurrent jobs, stamped events
 //	taskset -c 0 spacerelay-load --mode latency --spawn --relay-cpus 1   # the relay on a core of its own
 //	spacerelay-load --mode throughput --spawn                # a 1 MiB file, relayed vs direct
+//	spacerelay-load --mode upload --spawn --profile-dir prof # 20 uploads of 8 MiB each way
+//
+// The upload mode sends --jobs files of --file-bytes (8 MiB) as a page
+// does, through the relay (upload, binary frames of the hello's
+// upload_chunk_bytes within the window of four chunks past the last
+// upload_progress, then uploaded), and as many straight to the upstream's
+// upload route with the relay's own upstream client (a streaming multipart
+// POST), alternated, and reports the median time and MiB/s of each, their
+// ratio, the CPU the relay and the load generator spent per MiB, the
+// relay's VmRSS before and after and its peak (VmHWM, reset first), and the
+// machine's load average. Spawned, the demo Space is a process of its own
+// whose upload route only reads the bytes (--upload-sink, the default), so
+// that the figure is what the relay adds; --upload-sink=false has it keep
+// them, as its real route does. With --profile-dir it saves the relay's CPU
+// profile over five more seconds of uploads (upload-cpu.pb.gz). Its "jobs"
+// line counts the uploads, both ways.
 //
 // # Stamps
 //
@@ -182,6 +199,8 @@ func runMode(ctx context.Context, cfg config, stderr io.Writer) (*report, error)
 		return runThroughput(ctx, cfg, stderr)
 	case "handshake":
 		return runHandshake(ctx, cfg, stderr)
+	case "upload":
+		return runUpload(ctx, cfg, stderr)
 	}
 	return runLoad(ctx, cfg, nil)
 }

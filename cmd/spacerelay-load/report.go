@@ -123,6 +123,7 @@ type report struct {
 	Memory      *memoryReport     `json:"memory,omitempty"`
 	LatencyMode *latencyReport    `json:"latency_mode,omitempty"`
 	Throughput  *throughputReport `json:"throughput,omitempty"`
+	Upload      *uploadReport     `json:"upload,omitempty"`
 
 	fileBytes int64
 }
@@ -238,6 +239,7 @@ func (rep *report) text(b *strings.Builder) {
 	rep.Memory.text(b)
 	rep.LatencyMode.text(b)
 	rep.Throughput.text(b)
+	rep.Upload.text(b)
 }
 
 func size(n int64) string {

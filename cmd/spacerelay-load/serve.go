@@ -38,6 +38,12 @@ type serveConfig struct {
 	maxJobs      int
 	pingInterval time.Duration
 	logLevel     slog.Level
+
+	// Uploads: the relay's limits, and the demo Space's upload sink.
+	maxUpload        int64
+	maxSessionUpload int64
+	uploadChunk      int64
+	uploadSink       bool
 }
 
 // parseServeFlags reads the flags of "serve" or, with demo set, of "demo".
@@ -63,6 +69,10 @@ func parseServeFlags(args []string, demo bool, stderr io.Writer) (serveConfig, e
 	fs.IntVar(&c.maxPerToken, "max-sessions-per-token", 4, "the relay's --max-sessions-per-token")
 	fs.IntVar(&c.maxJobs, "max-jobs", 2, "the relay's --max-jobs")
 	fs.DurationVar(&c.pingInterval, "ping-interval", 30*time.Second, "the relay's --ping-interval")
+	fs.Int64Var(&c.maxUpload, "max-upload-bytes", 0, "the relay's --max-upload-bytes, and the demo Space's largest upload; 0: their defaults")
+	fs.Int64Var(&c.maxSessionUpload, "max-session-upload-bytes", 0, "the relay's --max-session-upload-bytes; 0: its default")
+	fs.Int64Var(&c.uploadChunk, "upload-chunk-bytes", 0, "the relay's --upload-chunk-bytes; 0: its default")
+	fs.BoolVar(&c.uploadSink, "upload-sink", false, "the demo Space reads uploads to their end and keeps nothing (for --mode upload)")
 	fs.StringVar(&level, "log-level", "warn", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -193,13 +203,17 @@ func startDemo(cfg serveConfig, addr string) (string, func(), error) {
 		return "", nil, fmt.Errorf("demo space: %w", err)
 	}
 	space := demospace.New(demospace.Config{StepDelay: cfg.stepDelay, QuotaSeconds: cfg.quota,
-		QuotaRefill: 5 * time.Minute, Concurrency: cfg.concurrency, MaxQueue: cfg.maxQueue})
+		QuotaRefill: 5 * time.Minute, Concurrency: cfg.concurrency, MaxQueue: cfg.maxQueue,
+		MaxUploadBytes: cfg.maxUpload})
 	var h http.Handler = space
 	if cfg.stamp {
 		h = stampSSE(h)
 	}
 	if cfg.fileBytes > 0 {
 		h = newStampedFiles(h, cfg.fileBytes)
+	}
+	if cfg.uploadSink {
+		h = uploadSink(h)
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln) // returns when srv is closed
@@ -225,6 +239,10 @@ func newRelay(cfg serveConfig, up *upstream.Client, logger *slog.Logger) *relay.
 		MaxSessionsPerToken: cfg.maxPerToken,
 		MaxJobs:             cfg.maxJobs,
 		PingInterval:        cfg.pingInterval,
+
+		MaxUploadBytes:        cfg.maxUpload,
+		MaxSessionUploadBytes: cfg.maxSessionUpload,
+		UploadChunkBytes:      cfg.uploadChunk,
 	}
 }
 
