@@ -66,8 +66,11 @@ var e2eScenarios = []struct {
 	{"too many jobs", testTooManyJobs},
 	{"refresh", testRefresh},
 	{"refresh together", testRefreshTogether},
-	{"leaks", testLeaks},     // a relay of its own
-	{"sigterm", testSigterm}, // a relay of its own
+	{"upload", testUpload},
+	{"upload limits", testUploadLimits}, // a relay of its own
+	{"upload memory", testUploadMemory}, // a relay of its own
+	{"leaks", testLeaks},                // a relay of its own
+	{"sigterm", testSigterm},            // a relay of its own
 }
 
 func TestE2E(t *testing.T) {
