@@ -67,10 +67,11 @@ var e2eScenarios = []struct {
 	{"refresh", testRefresh},
 	{"refresh together", testRefreshTogether},
 	{"upload", testUpload},
-	{"upload limits", testUploadLimits}, // a relay of its own
-	{"upload memory", testUploadMemory}, // a relay of its own
-	{"leaks", testLeaks},                // a relay of its own
-	{"sigterm", testSigterm},            // a relay of its own
+	{"upload limits", testUploadLimits},   // a relay of its own
+	{"upload memory", testUploadMemory},   // a relay of its own
+	{"upload stalled", testUploadStalled}, // a relay of its own
+	{"leaks", testLeaks},                  // a relay of its own
+	{"sigterm", testSigterm},              // a relay of its own
 }
 
 func TestE2E(t *testing.T) {

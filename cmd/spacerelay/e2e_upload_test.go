@@ -22,6 +22,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
@@ -251,6 +252,42 @@ func testUploadLimits(t *testing.T, e *upstreamEnv) {
 	u = mustStartUpload(t, c, "u5", "rest.bin", "application/octet-stream", blob(500<<10))
 	if end := u.mustFinish(t); end.Type != "uploaded" {
 		t.Errorf("upload u5 of 500 KiB, within the session's total once the cancelled upload is given back: %s, want uploaded", end)
+	}
+}
+
+// testUploadStalled checks the flow control with a Space that takes no byte
+// for a while: a page that keeps within the window of four chunks past the
+// last upload_progress, in frames of any size up to a chunk, waits for the
+// Space and then finishes its upload. The window is the page's only duty
+// (PROTOCOL.md section 9): frames of an eighth of a chunk are as good as
+// whole chunks.
+func testUploadStalled(t *testing.T, e *upstreamEnv) {
+	if e.space != "" {
+		t.Skip("the flow control is the relay's own, whatever the upstream: it runs on the demo Space")
+	}
+	ctx := testCtx(t)
+	tap := newUploadTap(t, e.spaceOutside(t, 0))
+	r := startRelay(t, e.bin, tap.url, "--upload-chunk-bytes", "64KiB")
+	// More than the sockets between the relay and the Space hold, so that
+	// the relay's upstream request stops taking bytes while it waits.
+	data := bytes.Repeat([]byte("stalled "), 1<<20)
+	for _, frame := range []int64{64 << 10, 8 << 10} {
+		t.Run(strconv.FormatInt(frame>>10, 10)+" KiB frames", func(t *testing.T) {
+			c := visit(t, ctx, r, newToken())
+			u := mustStartUpload(t, c, "u1", "stalled.bin", "application/octet-stream", data)
+			u.frame = frame
+			release := tap.stall()
+			defer release()
+			filled := false
+			u.onFull = func() { filled = true; release() } // the Space takes the bytes once the page has to wait
+			u.mustSendUntil(t, int64(len(data)))
+			if !filled && u.end == nil {
+				t.Fatalf("the sockets took all %d MiB while the Space read nothing: the test needs a larger file", len(data)>>20)
+			}
+			if end := u.mustFinish(t); end.Type != "uploaded" {
+				t.Errorf("an upload of %d KiB frames within the window, to a Space that took no byte until the window was full, ended with %s, want uploaded", frame>>10, end)
+			}
+		})
 	}
 }
 

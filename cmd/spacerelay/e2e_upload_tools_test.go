@@ -5,6 +5,7 @@ package main
 // (uploadTap), a Space outside the relay's process, and the relay's memory.
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -112,6 +113,8 @@ type uploader struct {
 	seen       []relayMsg // every message read while uploading, in order
 	end        *relayMsg  // uploaded, cancelled, or an error with the id
 	onProgress func()     // called after each upload_progress, if set
+	onFull     func()     // called once, the first time the window is full, if set
+	frame      int64      // the size of each frame; 0: the chunk's
 }
 
 func mustStartUpload(t *testing.T, c *wsClient, id, name, mime string, data []byte) *uploader {
@@ -129,8 +132,12 @@ func mustStartUpload(t *testing.T, c *wsClient, id, name, mime string, data []by
 func (u *uploader) mustSendUntil(t *testing.T, n int64) {
 	t.Helper()
 	for u.sent < min(n, int64(len(u.data))) && u.end == nil {
-		next := min(u.chunk, int64(len(u.data))-u.sent)
+		next := min(cmp.Or(u.frame, u.chunk), int64(len(u.data))-u.sent)
 		if u.sent+next-u.received > uploadWindow*u.chunk {
+			if u.onFull != nil {
+				u.onFull()
+				u.onFull = nil
+			}
 			u.mustProgress(t)
 			continue
 		}
@@ -213,7 +220,8 @@ type uploadTap struct {
 	proxy *httputil.ReverseProxy
 
 	mu   sync.Mutex
-	seen []*tapped // guarded by mu, and so is each one's content
+	seen []*tapped     // guarded by mu, and so is each one's content
+	hold chan struct{} // guarded by mu: if set, uploads wait until it closes
 }
 
 type tapped struct {
@@ -253,13 +261,31 @@ func (p *uploadTap) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := &tapped{}
 	p.mu.Lock()
 	p.seen = append(p.seen, rec)
+	hold := p.hold
 	p.mu.Unlock()
+	if hold != nil { // the Space takes no byte until then
+		select {
+		case <-hold:
+		case <-r.Context().Done():
+		}
+	}
 	r.Body = &tapBody{r: r.Body, p: p, rec: rec}
 	sw := &statusWriter{ResponseWriter: w}
 	p.proxy.ServeHTTP(sw, r)
 	p.mu.Lock()
 	rec.status, rec.ended = sw.status, true
 	p.mu.Unlock()
+}
+
+// stall has the Space take no upload's byte until the returned function
+// is called (once).
+func (p *uploadTap) stall() (release func()) {
+	hold := make(chan struct{})
+	p.mu.Lock()
+	p.hold = hold
+	p.mu.Unlock()
+	var once sync.Once
+	return func() { once.Do(func() { close(hold) }) }
 }
 
 // requests returns a copy of what the tap recorded so far.
