@@ -271,17 +271,18 @@ func (b *uploadBench) straight(ctx context.Context, cfg config) (time.Duration, 
 	return time.Since(start), err
 }
 
-// startRSS resets the relay's peak of resident memory and returns its
-// VmRSS, or -1 where it cannot be read.
+// startRSS resets the relay's peak of resident memory and reads its
+// VmRSS; nil where it cannot be read.
 func (b *uploadBench) startRSS() *rssReport {
 	if b.pid <= 0 {
 		return nil
 	}
+	// Reset first: the peak is then at least the VmRSS read after it.
+	reset := os.WriteFile("/proc/"+strconv.Itoa(b.pid)+"/clear_refs", []byte("5"), 0) == nil
 	rss, err := procStatus(b.pid, "VmRSS")
 	if err != nil {
 		return nil
 	}
-	reset := os.WriteFile("/proc/"+strconv.Itoa(b.pid)+"/clear_refs", []byte("5"), 0) == nil
 	return &rssReport{Before: rss, Reset: reset}
 }
 

@@ -359,8 +359,8 @@ func testUploadMemory(t *testing.T, e *upstreamEnv) {
 	if end := mustStartUpload(t, c, "warm", "warm.bin", "application/octet-stream", data[:warm]).mustFinish(t); end.Type != "uploaded" {
 		t.Fatalf("the 8 MiB upload ended with %s, want uploaded", end)
 	}
-	before := mustProcStatus(t, pid, "VmRSS")
 	reset := resetPeak(pid) == nil // else only the samples taken while uploading
+	before := mustProcStatus(t, pid, "VmRSS")
 	peak := before
 	u := mustStartUpload(t, c, "big", "big.bin", "application/octet-stream", data)
 	u.onProgress = func() { peak = max(peak, mustProcStatus(t, pid, "VmRSS")) }
