@@ -204,6 +204,7 @@ func newEndpoint(name string, index int, dep appDependency, raw json.RawMessage,
 		if c, ok := comps[visible[k]]; ok {
 			p.describe(c.Type, readProps(c.Props), tr)
 		}
+		p.setSchema(d.Type)
 		ep.Inputs = append(ep.Inputs, p)
 	}
 	for j, id := range dep.Outputs {

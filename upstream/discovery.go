@@ -2,12 +2,15 @@ package upstream
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
 // discoveryTimeout bounds the whole discovery: Hub, config and info.
@@ -75,6 +78,10 @@ type Param struct {
 	// or "video" for those components, else a File's own list, such as
 	// ".png" and ".jpg".
 	FileTypes []string `json:"file_types,omitempty"`
+	// Schema is the JSON schema /info gives for the parameter's value.
+	Schema json.RawMessage `json:"schema,omitempty"`
+
+	schema *jsonschema.Schema // Schema compiled, or nil: the value is not checked
 }
 
 // Output is one output of an endpoint.

@@ -3,9 +3,14 @@ package upstream_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
+	"image"
+	"image/color"
+	"image/png"
 	"io"
 	"net/http"
 	"os"
@@ -16,6 +21,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spacerelay/spacerelay/upstream"
 	"github.com/spacerelay/spacerelay/upstream/gradiotest"
 )
 
@@ -32,13 +38,16 @@ const (
 // TestDiscoveryLive runs upstream/testdata/discovery_app.py under each
 // pinned Gradio and checks that:
 //   - its /config and /info are still the goldens that the fast tests read;
+//   - what the relay's validation refuses, the Space fails too;
 //   - the direct route serves its queue=False events;
 func TestDiscoveryLive(t *testing.T) {
 	for _, py := range gradiotest.Pythons(t) {
 		t.Run(py.Version, func(t *testing.T) {
 			t.Parallel()
 			srv := gradiotest.Start(t, py, gradiotest.Options{App: discoveryApp})
+			c := newClient(t, space{url: srv.URL})
 			t.Run("goldens", func(t *testing.T) { checkGoldens(t, py.Version, srv.URL) })
+			t.Run("validation", func(t *testing.T) { testValidationLive(t, py.Version, srv.URL, c) })
 			t.Run("direct calls", func(t *testing.T) { testDirectCalls(t, srv.URL) })
 		})
 	}
@@ -164,6 +173,90 @@ func firstDiff(got, want any, path string) string {
 	return ""
 }
 
+// A liveCase is an input that the relay and real Gradio must judge alike.
+type liveCase struct {
+	name, endpoint string
+	data           []any
+	refuse         string // part of the relay's invalid_input message; "" for a good input
+	// stricter: the relay refuses an input that Gradio would take (a
+	// number for a Textbox, which Gradio turns into text), as the schema
+	// of /info says.
+	stricter bool
+}
+
+func liveCases(version string, image, doc map[string]any) []liveCase {
+	partsChat := []any{map[string]any{"role": "user", "content": []any{map[string]any{"type": "text", "text": "hi"}}}}
+	stringChat := []any{map[string]any{"role": "user", "content": "hi"}}
+	cases := []liveCase{
+		{"numbers", "/add", []any{json.Number("3"), 4}, "", false},
+		{"a string for a Number", "/add", []any{"3", 4}, `a: expected a number, got a string ("3")`, false},
+		{"typed inputs", "/describe", []any{20, 7.5, "ddim", "paint", []any{"hires"}, 3}, "", false},
+		{"a value not among the choices", "/describe", []any{20, 7.5, "lms", "paint", []any{}, 3}, `sampler: expected one of "euler", "ddim", got "lms"`, false},
+		{"a plain string for a Chatbot", "/history_length", []any{"hello"}, `history: expected a list of messages, got a string ("hello")`, false},
+		{"a bare data URL for an Image", "/image_info", []any{"data:image/png;base64,iVBORw0KGgo=", 0.5}, "image: expected an uploaded file, got a string", false},
+		{"an uploaded image", "/image_info", []any{image, 0.5}, "", false},
+		{"an uploaded file", "/file_digest", []any{doc}, "", false},
+		{"a FileData without a path", "/file_digest", []any{map[string]any{"meta": map[string]any{"_type": "gradio.FileData"}}}, `doc: "path" is missing`, false},
+		{"a translated label's input", "/greet", []any{"hello"}, "", false},
+		{"a number for a Textbox", "/greet", []any{42}, "g: expected a string, got a number (42)", true},
+	}
+	if strings.HasPrefix(version, "5.") {
+		// Gradio 5's messages hold their text as a string.
+		return append(cases,
+			liveCase{"messages of text", "/history_length", []any{stringChat}, "", false},
+			liveCase{"messages of parts", "/history_length", []any{partsChat}, "history[0].content: expected a string or an object, got a list", false})
+	}
+	// Gradio 6's messages hold a list of parts.
+	return append(cases,
+		liveCase{"messages of parts", "/history_length", []any{partsChat}, "", false},
+		liveCase{"messages of text", "/history_length", []any{stringChat}, `history[0].content: expected a list, got a string ("hi")`, false})
+}
+
+func testValidationLive(t *testing.T, version, base string, c *upstream.Client) {
+	ctx := testCtx(t)
+	img, err := c.Upload(ctx, "dot.png", bytes.NewReader(tinyPNG(t)), 0)
+	if err != nil {
+		t.Fatalf("Upload(dot.png) = %v", err)
+	}
+	content := []byte("# a document\n")
+	doc, err := c.Upload(ctx, "notes.md", bytes.NewReader(content), 0)
+	if err != nil {
+		t.Fatalf("Upload(notes.md) = %v", err)
+	}
+	s, _ := visitor(t, c)
+	for _, tc := range liveCases(version, img, doc) {
+		t.Run(tc.name, func(t *testing.T) {
+			gradioOK := gradioRuns(t, base, tc.endpoint, tc.data)
+			evs, err := run(ctx, s, upstream.Call{Endpoint: tc.endpoint, Data: tc.data})
+			switch {
+			case tc.refuse == "":
+				out := result(t, evs, err)
+				if !gradioOK {
+					t.Errorf("Gradio fails the call that the relay ran (%v)", out.Data)
+				}
+				if tc.endpoint == "/file_digest" {
+					sum := sha256.Sum256(content)
+					if out.Data[0] != hex.EncodeToString(sum[:]) {
+						t.Errorf("/file_digest = %v, want the sha256 of what was uploaded", out.Data)
+					}
+				}
+			case upstream.CodeOf(err) != upstream.CodeInvalidInput || !strings.Contains(err.Error(), tc.refuse):
+				t.Errorf("Stream() = %v, want invalid_input saying %q", err, tc.refuse)
+			case gradioOK != tc.stricter:
+				t.Errorf("Gradio runs the call: %v; want %v", gradioOK, tc.stricter)
+			}
+		})
+	}
+}
+
+// gradioRuns reports whether the Space runs endpoint with data, called
+// directly, with no check of ours in between.
+func gradioRuns(t *testing.T, base, endpoint string, data []any) bool {
+	t.Helper()
+	status, _ := postRun(t, base, endpoint, map[string]any{"data": data}, nil)
+	return status == http.StatusOK
+}
+
 // postRun POSTs body to the direct route {prefix}/run/{api_name} and
 // returns the status and the answer's data.
 func postRun(t *testing.T, base, endpoint string, body any, header http.Header) (int, []any) {
@@ -213,6 +306,16 @@ func testDirectCalls(t *testing.T, base string) {
 	if status, _ := postRun(t, base, "/tally", body, nil); status == http.StatusOK {
 		t.Errorf("POST /run/tally without its State slot = 200; want a failure (the direct route fills no slots)")
 	}
+}
+
+func tinyPNG(t *testing.T) []byte {
+	img := image.NewRGBA(image.Rect(0, 0, 2, 2))
+	img.Set(0, 0, color.RGBA{R: 255, A: 255})
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }
 
 func getJSONNumbers(t *testing.T, u string, v any) {

@@ -89,7 +89,7 @@ func goldenClient(t *testing.T, version string) (*upstream.Client, *goldenSpace)
 
 // What a page is told about each input of a real Gradio app, on both
 // versions: the translated labels read, queue=False events listed, the
-// form details of section 10 of the protocol.
+// form details of section 10 of the protocol, and a schema per input.
 func TestDiscoveryOfRealAnswers(t *testing.T) {
 	for _, version := range goldenVersions {
 		t.Run(version, func(t *testing.T) {
@@ -128,6 +128,10 @@ func TestDiscoveryOfRealAnswers(t *testing.T) {
 				{"/media", "audio", `{"name":"audio","label":"voice","type":"file","component":"Audio","required":true,"file_types":["audio"]}`},
 			} {
 				p := param(t, api, tc.endpoint, tc.param)
+				if len(p.Schema) == 0 || !json.Valid(p.Schema) {
+					t.Errorf("%s %s: schema %q, want /info's", tc.endpoint, tc.param, p.Schema)
+				}
+				p.Schema = nil
 				if got := mustJSON(t, p); got != tc.want {
 					t.Errorf("%s %s:\n got %s\nwant %s", tc.endpoint, tc.param, got, tc.want)
 				}
@@ -217,9 +221,9 @@ func TestDiscoverySkipsWhatItCannotRead(t *testing.T) {
 	if err != nil {
 		t.Fatalf("API() = %v, want the Space kept", err)
 	}
-	if got := mustJSON(t, api.Endpoints); got != `[{"name":"/direct","inputs":[{"name":"value","label":"anything","type":"any","component":"Json","required":true}],"outputs":[]},`+
-		`{"name":"/good","inputs":[{"name":"prompt","label":"chat_interface.textbox","type":"string","component":"Textbox","required":true},`+
-		`{"name":"level","type":"number","component":"Slider","required":false,"default":3,"maximum":9}],"outputs":[{"name":"output 0","component":"Json"}]}]` {
+	if got := mustJSON(t, api.Endpoints); got != `[{"name":"/direct","inputs":[{"name":"value","label":"anything","type":"any","component":"Json","required":true,"schema":{"type":{}}}],"outputs":[]},`+
+		`{"name":"/good","inputs":[{"name":"prompt","label":"chat_interface.textbox","type":"string","component":"Textbox","required":true,"schema":{"type":"string"}},`+
+		`{"name":"level","type":"number","component":"Slider","required":false,"default":3,"maximum":9,"schema":{"type":"number"}}],"outputs":[{"name":"output 0","component":"Json"}]}]` {
 		t.Errorf("Endpoints = %s", got)
 	}
 	var skipped []string
@@ -239,5 +243,12 @@ func TestDiscoverySkipsWhatItCannotRead(t *testing.T) {
 		if !strings.HasPrefix(skipped[i], want[i]) {
 			t.Errorf("Skipped[%d] = %q, want %q…", i, skipped[i], want[i])
 		}
+	}
+	// The unreadable schema leaves its input unchecked: the call goes on
+	// to the Space (which here has no queue, hence a join error).
+	s, _ := visitor(t, newClient(t, space{url: srv.URL}))
+	_, err = run(testCtx(t), s, upstream.Call{Endpoint: "/direct", Data: []any{"anything"}})
+	if err == nil || upstream.CodeOf(err) == upstream.CodeInvalidInput {
+		t.Errorf("Stream(/direct) = %v, want the call let through to the Space", err)
 	}
 }
