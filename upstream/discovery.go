@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -17,7 +18,8 @@ import (
 const discoveryTimeout = time.Minute
 
 // API describes a Gradio app's callable endpoints. It is read once per
-// Client and shared; treat it as read-only.
+// Client and shared; treat it as read-only. A rediscovery that finds the
+// app changed makes a new API and leaves this one as it was.
 type API struct {
 	BaseURL     string // the app root, without a trailing slash
 	Version     string // the app's Gradio version
@@ -33,6 +35,8 @@ type API struct {
 	closeStream  bool // the server ends streams with close_stream (sse_v3)
 	diffs        bool // generator updates after the first are edit lists (sse_v2+)
 	dequeues     bool // /cancel removes a queued job (Gradio 6.14+)
+
+	fingerprint [sha256.Size]byte // of the /config this API was read from
 }
 
 // SkippedEndpoint is a public endpoint that discovery left out.
@@ -110,18 +114,29 @@ func (a *API) Endpoint(name string) (*Endpoint, error) {
 // API returns the app's API description, fetching it on first use. A
 // failure is not cached: the next call tries again.
 func (c *Client) API(ctx context.Context) (*API, error) {
-	c.mu.Lock()
-	api := c.api
-	c.mu.Unlock()
-	if api != nil {
+	if api := c.cachedAPI(); api != nil {
 		return api, nil
 	}
+	return c.discoverShared(ctx)
+}
+
+func (c *Client) cachedAPI() *API {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.api
+}
+
+// discoverShared runs one discovery for all the callers that want one at
+// the same time: it reads /config, and /info too unless the app is the
+// one the cached API came from.
+func (c *Client) discoverShared(ctx context.Context) (*API, error) {
 	ch := c.discover.DoChan("", func() (any, error) {
 		// Not the caller's ctx: one caller giving up must not fail the others.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), discoveryTimeout)
 		defer cancel()
-		api, err := c.fetchAPI(ctx)
-		if err == nil {
+		old := c.cachedAPI()
+		api, err := c.fetchAPI(ctx, old)
+		if err == nil && api != old {
 			c.mu.Lock()
 			c.api = api
 			c.mu.Unlock()
@@ -139,7 +154,9 @@ func (c *Client) API(ctx context.Context) (*API, error) {
 	}
 }
 
-func (c *Client) fetchAPI(ctx context.Context) (*API, error) {
+// fetchAPI reads the app's API. If old, the API the Client has, was read
+// from the same /config, it returns old without asking for /info.
+func (c *Client) fetchAPI(ctx context.Context, old *API) (*API, error) {
 	base, err := c.resolve(ctx)
 	if err != nil {
 		return nil, err
@@ -147,6 +164,10 @@ func (c *Client) fetchAPI(ctx context.Context) (*API, error) {
 	var cfg appConfig
 	if err := c.getJSON(ctx, base+"/config", "config", &cfg); err != nil {
 		return nil, err
+	}
+	fp := cfg.fingerprint(base)
+	if old != nil && old.fingerprint == fp {
+		return old, nil
 	}
 	api, err := cfg.api(base)
 	if err != nil {
@@ -157,6 +178,7 @@ func (c *Client) fetchAPI(ctx context.Context) (*API, error) {
 		return nil, err
 	}
 	api.Endpoints, api.Skipped = cfg.endpoints(info)
+	api.fingerprint = fp
 	return api, nil
 }
 

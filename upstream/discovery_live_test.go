@@ -12,13 +12,18 @@ import (
 	"image/color"
 	"image/png"
 	"io"
+	"log"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/spacerelay/spacerelay/upstream"
@@ -29,6 +34,7 @@ var update = flag.Bool("update", false, "rewrite the goldens under testdata/disc
 
 const (
 	discoveryApp       = "upstream/testdata/discovery_app.py"
+	discoveryRedeploy  = "upstream/testdata/discovery_app_redeployed.py"
 	goldenDir          = "testdata/discovery"
 	goldenBase         = "http://gradio.test" // stands for the server's address in the goldens
 	goldenAppID        = "1"
@@ -40,15 +46,18 @@ const (
 //   - its /config and /info are still the goldens that the fast tests read;
 //   - what the relay's validation refuses, the Space fails too;
 //   - the direct route serves its queue=False events;
+//   - when the Space is redeployed as another app, Rediscover sees it.
 func TestDiscoveryLive(t *testing.T) {
 	for _, py := range gradiotest.Pythons(t) {
 		t.Run(py.Version, func(t *testing.T) {
 			t.Parallel()
 			srv := gradiotest.Start(t, py, gradiotest.Options{App: discoveryApp})
-			c := newClient(t, space{url: srv.URL})
+			proxy := newSwitchProxy(t, srv.URL)
+			c := newClient(t, space{url: proxy.URL})
 			t.Run("goldens", func(t *testing.T) { checkGoldens(t, py.Version, srv.URL) })
 			t.Run("validation", func(t *testing.T) { testValidationLive(t, py.Version, srv.URL, c) })
 			t.Run("direct calls", func(t *testing.T) { testDirectCalls(t, srv.URL) })
+			t.Run("redeploy", func(t *testing.T) { testRedeploy(t, py, srv, proxy, c) })
 		})
 	}
 }
@@ -306,6 +315,79 @@ func testDirectCalls(t *testing.T, base string) {
 	if status, _ := postRun(t, base, "/tally", body, nil); status == http.StatusOK {
 		t.Errorf("POST /run/tally without its State slot = 200; want a failure (the direct route fills no slots)")
 	}
+}
+
+// testRedeploy stops the app behind the proxy, as a Space going down, and
+// brings up another app in its place, as a redeploy.
+func testRedeploy(t *testing.T, py gradiotest.Python, srv *gradiotest.Server, proxy *switchProxy, c *upstream.Client) {
+	ctx := testCtx(t)
+	old, err := c.API(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := c.Rediscover(ctx); err != nil || again != old {
+		t.Fatalf("Rediscover(unchanged app) = %p, %v; want the same API %p", again, err, old)
+	}
+	srv.Kill()
+	if _, err := c.Rediscover(ctx); upstream.CodeOf(err) != upstream.CodeUnavailable {
+		t.Errorf("Rediscover(app down) = %v, want upstream_unavailable", err)
+	}
+	if api, err := c.API(ctx); api != old {
+		t.Errorf("API() after a failed rediscovery = %p, %v; want the API kept, %p", api, err, old)
+	}
+
+	next := gradiotest.Start(t, py, gradiotest.Options{App: discoveryRedeploy})
+	proxy.to(next.URL)
+	api, err := c.Rediscover(ctx)
+	if err != nil || api == old {
+		t.Fatalf("Rediscover(redeployed app) = %p, %v; want a new API", api, err)
+	}
+	if _, err := api.Endpoint("/shout"); err != nil {
+		t.Errorf("the new API has no /shout: %v", err)
+	}
+	if _, err := old.Endpoint("/shout"); err == nil {
+		t.Errorf("the old API changed: it has /shout")
+	}
+	if got, _ := c.API(ctx); got != api {
+		t.Errorf("API() = %p, want the rediscovered %p", got, api)
+	}
+	// Every function index moved: a job that reaches the right function
+	// shows that the new ones are used.
+	s, _ := visitor(t, c)
+	out := complete(t, ctx, s, upstream.Call{Endpoint: "/describe", Inputs: map[string]any{"steps": 5, "sampler": "ddim"}})
+	if want := "steps=5 scale=7.5 sampler=ddim style=photo extras=[] seed=0"; fmt.Sprint(out.Data...) != want {
+		t.Errorf("/describe after the redeploy = %v, want %q", out.Data, want)
+	}
+	if again, err := c.Rediscover(ctx); err != nil || again != api {
+		t.Errorf("Rediscover(unchanged again) = %p, %v; want %p", again, err, api)
+	}
+}
+
+// switchProxy stands for the address of a Space, in front of whichever
+// server runs it now.
+type switchProxy struct {
+	*httptest.Server
+	target atomic.Pointer[url.URL]
+}
+
+func newSwitchProxy(t *testing.T, to string) *switchProxy {
+	p := &switchProxy{}
+	p.to(to)
+	p.Server = httptest.NewServer(&httputil.ReverseProxy{
+		Rewrite:       func(r *httputil.ProxyRequest) { r.SetURL(p.target.Load()) },
+		FlushInterval: -1, // event streams pass at once
+		ErrorLog:      log.New(io.Discard, "", 0),
+	})
+	t.Cleanup(p.Close)
+	return p
+}
+
+func (p *switchProxy) to(target string) {
+	u, err := url.Parse(target)
+	if err != nil {
+		panic(err)
+	}
+	p.target.Store(u)
 }
 
 func tinyPNG(t *testing.T) []byte {

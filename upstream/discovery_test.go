@@ -27,6 +27,8 @@ type goldenSpace struct {
 	info   []byte
 	infos  atomic.Int32 // GET /info requests
 	down   atomic.Bool  // every request fails with 502
+	auth   atomic.Value // the X-HF-Authorization of the last /config request
+	joined atomic.Int64 // the fn_index of the last join
 }
 
 func newGoldenSpace(t *testing.T, version string) *goldenSpace {
@@ -41,10 +43,18 @@ func newGoldenSpace(t *testing.T, version string) *goldenSpace {
 		g.mu.Unlock()
 		switch r.URL.Path {
 		case "/config":
+			g.auth.Store(r.Header.Get("X-Hf-Authorization"))
 			w.Write(config)
 		case "/gradio_api/info":
 			g.infos.Add(1)
 			w.Write(info)
+		case "/gradio_api/queue/join":
+			var body struct {
+				FnIndex int64 `json:"fn_index"`
+			}
+			json.NewDecoder(r.Body).Decode(&body)
+			g.joined.Store(body.FnIndex)
+			http.Error(w, `{"detail":"Queue is full! Please try again."}`, http.StatusServiceUnavailable)
 		default:
 			http.NotFound(w, r)
 		}
