@@ -249,7 +249,7 @@ func (c *Client) checkRuntime(ctx context.Context) error {
 	default: // NO_APP_FILE, CONFIG_ERROR, BUILD_ERROR, RUNTIME_ERROR, …
 		why = "is broken (" + strings.ToLower(rt.Stage) + "); its owner must fix it"
 	}
-	return &Error{Code: CodeUnavailable, Title: "Space not running", Message: "Space " + c.space + " " + why}
+	return &Error{Code: CodeUnavailable, Title: "Space not running", Message: "Space " + c.space + " " + why, Stage: rt.Stage}
 }
 
 // versionLess reports whether version v is older than major.minor.

@@ -2,6 +2,8 @@ package upstream_test
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -260,5 +262,36 @@ func TestDiscoverySkipsWhatItCannotRead(t *testing.T) {
 	_, err = run(testCtx(t), s, upstream.Call{Endpoint: "/direct", Data: []any{"anything"}})
 	if err == nil || upstream.CodeOf(err) == upstream.CodeInvalidInput {
 		t.Errorf("Stream(/direct) = %v, want the call let through to the Space", err)
+	}
+}
+
+// A Space the Hub says is not running gives an error a program can read
+// the stage from, for a readiness check to say "asleep" or "building".
+func TestNotRunningSaysTheStage(t *testing.T) {
+	app := httptest.NewServer(&fakeApp{})
+	defer app.Close()
+	for _, stage := range []string{"SLEEPING", "BUILDING", "PAUSED", "RUNTIME_ERROR", "RUNNING"} {
+		hub := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch r.URL.Path {
+			case "/api/spaces/owner/name/host":
+				fmt.Fprintf(w, `{"host":%q}`, app.URL)
+			case "/api/spaces/owner/name/runtime":
+				fmt.Fprintf(w, `{"stage":%q}`, stage)
+			}
+		}))
+		c, err := upstream.New(upstream.Config{Target: "owner/name", HubURL: hub.URL})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.API(t.Context())
+		var e *upstream.Error
+		switch {
+		case stage == "RUNNING" && err != nil:
+			t.Errorf("API(RUNNING) = %v", err)
+		case stage != "RUNNING" && (!errors.As(err, &e) || e.Stage != stage || e.Code != upstream.CodeUnavailable):
+			t.Errorf("API(%s) = %#v, want upstream_unavailable with Stage %s", stage, err, stage)
+		}
+		c.CloseIdleConnections()
+		hub.Close()
 	}
 }
