@@ -3,6 +3,7 @@ package relay_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -105,4 +106,53 @@ func TestShutdownBeforeStart(t *testing.T) {
 	if got := readyz(s); got != http.StatusServiceUnavailable {
 		t.Errorf("/readyz = %d, want 503", got)
 	}
+}
+
+// TestReadyz checks /readyz's JSON through discovery's states: starting
+// (no answer yet), unavailable with the upstream's message for people
+// (or a neutral one), ready, and draining.
+func TestReadyz(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		results := make(chan error)
+		api := func(ctx context.Context) (*upstream.API, error) {
+			select {
+			case err := <-results:
+				if err == nil {
+					return testAPI, nil
+				}
+				return nil, err
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		s := &relay.Server{Upstream: &fakeUpstream{}, API: api, Logger: slog.New(slog.DiscardHandler)}
+		s.Start()
+		check := func(wantStatus int, want string) {
+			t.Helper()
+			synctest.Wait()
+			w := httptest.NewRecorder()
+			s.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+			if w.Code != wantStatus || strings.TrimSpace(w.Body.String()) != want {
+				t.Errorf("/readyz = %d %s, want %d %s", w.Code, w.Body, wantStatus, want)
+			}
+			if ct, cc := w.Header().Get("Content-Type"), w.Header().Get("Cache-Control"); ct != "application/json" || cc != "no-store" {
+				t.Errorf("/readyz: Content-Type %q, Cache-Control %q; want application/json, no-store", ct, cc)
+			}
+		}
+		check(503, `{"ready":false,"state":"starting","message":"the relay is fetching the Space's API","retry_after":5}`)
+		asleep := &upstream.Error{Code: upstream.CodeUnavailable, Title: "Space not running",
+			Message: "Space owner/x is asleep; it wakes when someone opens its page on huggingface.co, which takes a minute or so"}
+		results <- fmt.Errorf("discovery: %w", asleep)
+		check(503, `{"ready":false,"state":"unavailable","message":"Space owner/x is asleep; it wakes when someone opens its page on huggingface.co, which takes a minute or so","retry_after":5}`)
+		time.Sleep(time.Second)
+		results <- errors.New("dial tcp 127.0.0.1:1: connect: connection refused")
+		check(503, `{"ready":false,"state":"unavailable","message":"the Space cannot be reached right now","retry_after":5}`)
+		time.Sleep(2 * time.Second)
+		results <- nil
+		check(200, `{"ready":true,"state":"ready","message":"the relay is ready"}`)
+		if err := s.Shutdown(context.Background()); err != nil {
+			t.Errorf("Shutdown() = %v", err)
+		}
+		check(503, `{"ready":false,"state":"draining","message":"the relay is shutting down","retry_after":5}`)
+	})
 }

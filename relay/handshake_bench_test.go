@@ -79,3 +79,33 @@ func BenchmarkHandshake(b *testing.B) {
 		c.CloseNow()
 	}
 }
+
+// BenchmarkRefusedSocket measures a socket refused by its close (4401
+// missing_token), as a browser sees it: the upgrade, the close frame, the
+// close reply. No session starts, so it costs less than a handshake.
+func BenchmarkRefusedSocket(b *testing.B) {
+	srv := &relay.Server{
+		Upstream: &fakeUpstream{},
+		API:      readyAPI,
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	ts := httptest.NewServer(srv)
+	b.Cleanup(func() {
+		ts.Close()
+		srv.Shutdown(context.Background())
+	})
+	srv.Start()
+	url := "ws" + ts.URL[len("http"):] + "/v1/ws"
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		c, _, err := websocket.Dial(ctx, url, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := c.Read(ctx); websocket.CloseStatus(err) != 4401 {
+			b.Fatalf("read = %v, want close 4401", err)
+		}
+		c.CloseNow()
+	}
+}

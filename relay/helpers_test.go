@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/coder/websocket"
@@ -22,6 +24,13 @@ import (
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// testStatic stands for web.FS.
+var testStatic = fstest.MapFS{
+	"index.html":      {Data: []byte("<!doctype html><title>demo</title>")},
+	"spacerelay.js":   {Data: []byte("export function connect() {}")},
+	"spacerelay.d.ts": {Data: []byte("export declare function connect(): void;")},
+}
 
 // testAPI is the fake upstream's API: one endpoint, /predict.
 var testAPI = &upstream.API{
@@ -52,10 +61,6 @@ func (f *fakeUpstream) Open(h http.Header) session.Visitor {
 	return fakeVisitor{pad: f.pad}
 }
 
-func (f *fakeUpstream) Download(context.Context, upstream.FileData, int64) (*upstream.Download, error) {
-	panic("not called in tests")
-}
-
 func (f *fakeUpstream) opened() []http.Header {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -64,10 +69,30 @@ func (f *fakeUpstream) opened() []http.Header {
 
 type fakeVisitor struct{ pad int }
 
-func (v fakeVisitor) Stream(ctx context.Context, call upstream.Call, fn func(upstream.Event) error) error {
-	data := call.Data
-	if v.pad > 0 {
-		data = append(data, strings.Repeat("x", v.pad))
+func (v fakeVisitor) Submit(ctx context.Context, call upstream.Call) (session.Job, error) {
+	return fakeJob{v, call}, nil
+}
+
+func (fakeVisitor) Download(context.Context, upstream.FileData, int64) (*upstream.Download, error) {
+	panic("not called in tests")
+}
+
+func (fakeVisitor) Upload(context.Context, upstream.Upload, int64) (map[string]any, error) {
+	panic("not called in tests")
+}
+
+func (fakeVisitor) SetHeader(http.Header) {}
+func (fakeVisitor) Close() error          { return nil }
+
+type fakeJob struct {
+	v    fakeVisitor
+	call upstream.Call
+}
+
+func (j fakeJob) Follow(fn func(upstream.Event) error) error {
+	data := j.call.Data
+	if j.v.pad > 0 {
+		data = append(data, strings.Repeat("x", j.v.pad))
 	}
 	for _, ev := range []upstream.Event{&upstream.Accepted{EventID: "e1"}, &upstream.Started{}, &upstream.Completed{Data: data}} {
 		if err := fn(ev); err != nil {
@@ -76,8 +101,6 @@ func (v fakeVisitor) Stream(ctx context.Context, call upstream.Call, fn func(ups
 	}
 	return nil
 }
-
-func (fakeVisitor) Close() error { return nil }
 
 // logBuffer collects log output from many goroutines.
 type logBuffer struct {
@@ -97,8 +120,12 @@ func (l *logBuffer) String() string {
 	return l.b.String()
 }
 
-// start fills the unset required fields of s with fakes, serves it, waits
-// until it is ready, and shuts it down at the end of the test. It returns
+// metricsURLs maps a test server's URL to its metrics listener's.
+var metricsURLs sync.Map
+
+// start fills the unset required fields of s with fakes, serves it (and
+// its MetricsHandler on a server of its own, as cmd/spacerelay does with
+// --metrics-listen), and shuts it down at the end of the test. It returns
 // the server's URL.
 func start(t *testing.T, s *relay.Server) string {
 	t.Helper()
@@ -112,6 +139,7 @@ func start(t *testing.T, s *relay.Server) string {
 		s.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	hs := httptest.NewServer(s)
+	ms := httptest.NewServer(s.MetricsHandler())
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -119,7 +147,10 @@ func start(t *testing.T, s *relay.Server) string {
 			t.Errorf("Shutdown() = %v", err)
 		}
 		hs.Close()
+		ms.Close()
+		metricsURLs.Delete(hs.URL)
 	})
+	metricsURLs.Store(hs.URL, ms.URL)
 	s.Start()
 	return hs.URL
 }
@@ -175,6 +206,28 @@ func upgrade(t *testing.T, base string, h http.Header) *response {
 
 func upgradeURL(t *testing.T, url string, h http.Header) *response {
 	t.Helper()
+	return upgradeMethod(t, http.MethodGet, url, h)
+}
+
+func upgradeMethod(t *testing.T, method, url string, h http.Header) *response {
+	t.Helper()
+	req := upgradeRequest(t, url, h)
+	req.Method = method
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("upgrade: %v", err)
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		resp.Body.Close()
+		t.Fatalf("upgrade: accepted, want a refusal")
+	}
+	return readResponse(t, resp)
+}
+
+// upgradeRequest is a valid WebSocket upgrade request for url, with the
+// headers h on top.
+func upgradeRequest(t *testing.T, url string, h http.Header) *http.Request {
+	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -186,13 +239,21 @@ func upgradeURL(t *testing.T, url string, h http.Header) *response {
 	for k, v := range h {
 		req.Header[k] = v
 	}
+	return req
+}
+
+// request sends a request with the headers h and returns the response,
+// its body read.
+func request(t *testing.T, method, url string, h http.Header) *response {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header = h
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatalf("upgrade: %v", err)
-	}
-	if resp.StatusCode == http.StatusSwitchingProtocols {
-		resp.Body.Close()
-		t.Fatalf("upgrade: accepted, want a refusal")
+		t.Fatalf("%s %s: %v", method, url, err)
 	}
 	return readResponse(t, resp)
 }
@@ -212,7 +273,7 @@ func errorBody(t *testing.T, r *response) (code, message string) {
 	return b.Error.Code, b.Error.Message
 }
 
-// wantRefusal checks a refusal's status, code and Retry-After.
+// wantRefusal checks an HTTP refusal's status, code and Retry-After.
 func wantRefusal(t *testing.T, r *response, status int, code, retryAfter string) {
 	t.Helper()
 	if r.StatusCode != status {
@@ -223,6 +284,27 @@ func wantRefusal(t *testing.T, r *response, status int, code, retryAfter string)
 	}
 	if got := r.Header.Get("Retry-After"); got != retryAfter {
 		t.Errorf("Retry-After = %q, want %q", got, retryAfter)
+	}
+}
+
+// wantClosed dials base with the token (if not "") and the extra headers,
+// and checks that the socket is refused by its close (PROTOCOL.md section
+// 1): accepted, then closed with code and reason, with nothing before.
+func wantClosed(t *testing.T, base, token string, opts *websocket.DialOptions, code websocket.StatusCode, reason string) {
+	t.Helper()
+	c, err := tryDial(t, base, token, opts)
+	if err != nil {
+		t.Fatalf("dial: %v, want a socket closed with %d", err, code)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	typ, b, err := c.Read(ctx)
+	var ce websocket.CloseError
+	if !errors.As(err, &ce) {
+		t.Fatalf("first read = %v %q, %v; want close %d %q and nothing before", typ, b, err, code, reason)
+	}
+	if websocket.CloseStatus(err) != code || ce.Reason != reason {
+		t.Errorf("closed with %d %q, want %d %q", ce.Code, ce.Reason, code, reason)
 	}
 }
 
@@ -290,10 +372,15 @@ func write(t *testing.T, c *websocket.Conn, msg string) {
 }
 
 // metric returns the value of the sample named series (with its labels,
-// as exposed) in GET /metrics, or -1 when there is none.
+// as exposed) in the metrics of the server at base, or -1 when there is
+// none.
 func metric(t *testing.T, base, series string) float64 {
 	t.Helper()
-	body := get(t, base+"/metrics").body
+	u, ok := metricsURLs.Load(base)
+	if !ok {
+		t.Fatalf("no metrics listener for %s", base)
+	}
+	body := get(t, u.(string)+"/metrics").body
 	sc := bufio.NewScanner(bytes.NewReader(body))
 	for sc.Scan() {
 		name, value, ok := strings.Cut(sc.Text(), " ")

@@ -11,6 +11,8 @@ package relay
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -31,13 +33,13 @@ const Subprotocol = "spacerelay.v1"
 // Server is spacerelay's http.Handler. It serves the routes of PROTOCOL.md
 // section 8:
 //
-//	GET /               index.html from Static
-//	GET /spacerelay.js  spacerelay.js from Static
-//	GET /spacerelay.d.ts its TypeScript types, from Static
-//	GET /healthz        200 while the process serves
-//	GET /readyz         200 when the upstream's API is known and the Server is not draining, else 503
-//	GET /metrics        Prometheus metrics, from a registry of the Server's own
-//	GET /v1/ws          the WebSocket of the browser protocol
+//	GET /                index.html from Static (the demo page), or Site
+//	GET /spacerelay.js   spacerelay.js from Static, with CORS for allowed origins
+//	GET /spacerelay.d.ts its TypeScript types, from Static, with CORS too
+//	GET /healthz         200 while the process serves
+//	GET /readyz          200 when the upstream's API is known and the Server is not draining, else 503; JSON
+//	GET /metrics         Prometheus metrics, only with MetricsPublic (else see MetricsHandler)
+//	GET /v1/ws           the WebSocket of the browser protocol
 //
 // Set the fields, call Start, serve, and call Shutdown once to end. The
 // fields must not change after the first call of any method. Upstream and
@@ -50,25 +52,48 @@ type Server struct {
 	// API fetches the upstream's API description: (*upstream.Client).API.
 	// The Server calls it in the background (see Start) until it succeeds,
 	// waiting 1 s after the first failure and twice as long after each
-	// next, up to 30 s. Until then /readyz answers 503 and upgrades are
-	// refused with 503 upstream_unavailable. Required.
+	// next, up to 30 s. Until then /readyz answers 503 (with the last
+	// failure's message) and sockets are refused with close code 4503
+	// upstream_unavailable. Required.
 	API func(context.Context) (*upstream.API, error)
 
-	// Static holds the web files: index.html for GET / and spacerelay.js
-	// for GET /spacerelay.js. Nil means both routes answer 404.
+	// Static holds the web files: index.html (the demo page) for GET /,
+	// spacerelay.js and spacerelay.d.ts. Nil means these routes answer 404.
 	Static fs.FS
+
+	// Site is the page developer's own frontend (--static), served at /
+	// and below in place of Static's demo page: files with their MIME
+	// types, ETag and If-None-Match, Cache-Control long and immutable for
+	// hashed names (app.3f9c2b1e.js, index-BQ1x8nqp.css) and no-cache for
+	// the rest; no directory listings, no dotfiles. The Server's own routes
+	// and /v1/… keep their meaning whatever Site holds. Give it an os.Root's
+	// FS, so that no symlink leads out of the directory. Nil means the
+	// demo page.
+	Site fs.FS
+
+	// SPA answers a GET of a path that is no file of Site with Site's
+	// index.html, for a single-page app's client-side routes; never for
+	// /v1/… or a dotfile. False (the default) answers 404.
+	SPA bool
+
+	// MetricsPublic serves GET /metrics on the Server's own routes too.
+	// Deployed as a Hugging Face Space, those are public: false (the
+	// default) leaves the metrics to MetricsHandler, on a listener of
+	// their own.
+	MetricsPublic bool
 
 	// Logger receives one line per session end, discovery failures and
 	// refusals (at debug). Nil means slog.Default().
 	Logger *slog.Logger
 
-	// OriginPatterns lists the host patterns of the pages, besides the
-	// request's own host, that may open a socket, as
-	// websocket.AcceptOptions.OriginPatterns: matched case-insensitively
-	// with path.Match against the Origin's host, or against
-	// "scheme://host" when the pattern contains "://". Nil means only the
-	// request's own host. A request without Origin (not a browser) is
-	// always allowed.
+	// OriginPatterns lists the patterns of the pages' origins, besides the
+	// request's own host, that may open a socket and import the module
+	// (CORS): websocket.AcceptOptions.OriginPatterns, which websocket.Accept
+	// matches case-insensitively with path.Match against the Origin's host
+	// (with its port, if not the scheme's default), or against
+	// "scheme://host[:port]" when the pattern contains "://". Nil means only
+	// the request's own host. A request without Origin (not a browser) may
+	// always open a socket.
 	OriginPatterns []string
 
 	// TokenHeader is the upgrade request's header that carries the
@@ -78,7 +103,7 @@ type Server struct {
 
 	// TokenOptional admits a browser whose upgrade request has no token;
 	// its jobs go upstream without one. False (the default) refuses it
-	// with 401 missing_token.
+	// with close code 4401 missing_token.
 	TokenOptional bool
 
 	// MaxSessions bounds the open sessions. Defaults to 10000.
@@ -125,7 +150,8 @@ type Server struct {
 	stop    context.CancelFunc
 	pings   *session.Ticker // nil when pings are off
 
-	api atomic.Pointer[upstream.API] // set once discovery succeeds
+	api   atomic.Pointer[upstream.API] // set once discovery succeeds
+	state atomic.Pointer[readiness]    // written by discover only
 
 	mu sync.Mutex
 	// Guarded by mu.
@@ -160,15 +186,37 @@ func (s *Server) init() {
 			}, func() float64 { return float64(s.UpstreamConns()) }))
 		}
 		s.hooks = s.metrics.hooks()
-		s.mux = http.NewServeMux()
-		s.mux.HandleFunc("GET /{$}", s.static("index.html"))
-		s.mux.HandleFunc("GET /spacerelay.js", s.static("spacerelay.js"))
-		s.mux.HandleFunc("GET /spacerelay.d.ts", s.static("spacerelay.d.ts"))
-		s.mux.HandleFunc("GET /healthz", s.healthz)
-		s.mux.HandleFunc("GET /readyz", s.readyz)
-		s.mux.Handle("GET /metrics", s.metrics.handler())
-		s.mux.HandleFunc("GET /v1/ws", s.serveWS)
+		s.state.Store(&readiness{state: "starting"})
+		s.mux = s.routes()
 	})
+}
+
+func (s *Server) routes() *http.ServeMux {
+	mux := http.NewServeMux()
+	if s.Site != nil {
+		mux.Handle("GET /", newSiteHandler(s.Site, s.SPA))
+	} else {
+		mux.HandleFunc("GET /{$}", s.static("index.html"))
+	}
+	for _, name := range []string{"spacerelay.js", "spacerelay.d.ts"} {
+		mux.HandleFunc("GET /"+name, s.cors(s.static(name)))
+		mux.HandleFunc("OPTIONS /"+name, s.cors(preflight))
+	}
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /readyz", s.readyz)
+	if s.MetricsPublic {
+		mux.Handle("GET /metrics", s.metrics.handler())
+	}
+	mux.HandleFunc("GET /v1/ws", s.serveWS)
+	return mux
+}
+
+// MetricsHandler serves the Server's Prometheus metrics, on whatever
+// listener the caller chooses (cmd/spacerelay: --metrics-listen). The
+// metrics come from a registry of the Server's own.
+func (s *Server) MetricsHandler() http.Handler {
+	s.init()
+	return s.metrics.handler()
 }
 
 // Start begins discovering the upstream's API in the background, if it has
@@ -196,9 +244,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
-// Shutdown drains the Server: from its call on, upgrades are refused with
-// 503 shutting_down and /readyz answers 503; every session is told to end
-// (the browser sees close code 1001) and the discovery stops. Shutdown
+// Shutdown drains the Server: from its call on, sockets are refused with
+// close code 4503 shutting_down and /readyz answers 503; every session is
+// told to end (the browser sees close code 1001) and the discovery stops.
+// A socket being refused still closes within a second. Shutdown
 // waits until every session has returned, or until ctx is done, and then
 // returns ctx's error (the sessions still end; a later call waits again).
 // It does not stop the HTTP server: call http.Server.Shutdown first.
@@ -230,30 +279,9 @@ func (s *Server) logger() *slog.Logger {
 	return s.Logger
 }
 
-func (s *Server) isDraining() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.draining
-}
-
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Write([]byte("ok\n"))
-}
-
-func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	switch {
-	case s.isDraining():
-		w.WriteHeader(http.StatusServiceUnavailable)
-		w.Write([]byte("draining\n"))
-	case s.api.Load() == nil:
-		w.WriteHeader(http.StatusServiceUnavailable)
-		w.Write([]byte("upstream api not known yet\n"))
-	default:
-		w.Write([]byte("ready\n"))
-	}
 }
 
 // static serves the file name of Static.
@@ -265,4 +293,86 @@ func (s *Server) static(name string) http.HandlerFunc {
 		}
 		http.ServeFileFS(w, r, s.Static, name)
 	}
+}
+
+// The registry: the Server counts its sessions, for its limits and for
+// Shutdown, and keeps nothing else of them.
+
+// A tokenKey names a token in the per-token counts: a hash of it, so that
+// the Server never keeps a token beyond its session.
+type tokenKey [sha256.Size]byte
+
+// reserve takes a place for a session of token, or says why there is
+// none. On success the caller must call release(key, ok) exactly once.
+func (s *Server) reserve(token string) (api *upstream.API, key tokenKey, ref *refusal) {
+	if token != "" {
+		key = sha256.Sum256([]byte(token))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	api = s.api.Load()
+	switch {
+	case s.draining:
+		return nil, key, &refusal{http.StatusServiceUnavailable, "shutting_down", "the relay is shutting down", retryShuttingDown}
+	case api == nil:
+		return nil, key, &refusal{http.StatusServiceUnavailable, "upstream_unavailable", "the upstream app is not reachable yet", retryUnavailable}
+	case s.open >= s.maxSessions():
+		return nil, key, &refusal{http.StatusServiceUnavailable, "over_capacity", "the relay is at its session limit", retryOverCapacity}
+	case token != "" && s.perToken[key] >= s.maxPerToken():
+		msg := fmt.Sprintf("this visitor already has %d sessions open", s.perToken[key])
+		return nil, key, &refusal{http.StatusTooManyRequests, "too_many_sessions", msg, retryPerToken}
+	}
+	s.open++
+	if token != "" {
+		s.perToken[key]++
+	}
+	s.wg.Add(1)
+	return api, key, nil
+}
+
+// release gives back a place taken by reserve.
+func (s *Server) release(key tokenKey, hasToken bool) {
+	s.mu.Lock()
+	s.open--
+	if hasToken {
+		if s.perToken[key]--; s.perToken[key] <= 0 {
+			delete(s.perToken, key)
+		}
+	}
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+func (s *Server) isDraining() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.draining
+}
+
+func (s *Server) tokenHeader() string {
+	if s.TokenHeader == "" {
+		return defaultTokenHeader
+	}
+	return s.TokenHeader
+}
+
+func (s *Server) maxSessions() int {
+	if s.MaxSessions <= 0 {
+		return defaultMaxSessions
+	}
+	return s.MaxSessions
+}
+
+func (s *Server) maxPerToken() int {
+	if s.MaxSessionsPerToken <= 0 {
+		return defaultMaxPerToken
+	}
+	return s.MaxSessionsPerToken
+}
+
+func (s *Server) maxMessageBytes() int64 {
+	if s.MaxMessageBytes <= 0 {
+		return defaultMaxMessageBytes
+	}
+	return s.MaxMessageBytes
 }

@@ -5,10 +5,10 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
-	"testing/fstest"
 	"time"
 
 	"github.com/coder/websocket"
@@ -17,13 +17,9 @@ import (
 
 func TestRoutes(t *testing.T) {
 	t.Parallel()
-	static := fstest.MapFS{
-		"index.html":      {Data: []byte("<!doctype html><title>demo</title>")},
-		"spacerelay.js":   {Data: []byte("export function connect() {}")},
-		"spacerelay.d.ts": {Data: []byte("export declare function connect(): void;")},
-	}
-	withStatic := start(t, &relay.Server{Static: static})
+	withStatic := start(t, &relay.Server{Static: testStatic})
 	without := start(t, &relay.Server{})
+	public := start(t, &relay.Server{MetricsPublic: true})
 	tests := []struct {
 		url         string
 		status      int
@@ -38,7 +34,8 @@ func TestRoutes(t *testing.T) {
 		{without + "/", 404, "", ""},
 		{without + "/spacerelay.js", 404, "", ""},
 		{without + "/healthz", 200, "text/plain", "ok"},
-		{without + "/metrics", 200, "text/plain", "spacerelay_sessions_open 0"},
+		{without + "/metrics", 404, "", ""}, // Issue 9: not on the public port unless asked
+		{public + "/metrics", 200, "text/plain", "spacerelay_sessions_open 0"},
 	}
 	for _, tt := range tests {
 		r := get(t, tt.url)
@@ -51,6 +48,9 @@ func TestRoutes(t *testing.T) {
 		if !strings.Contains(string(r.body), tt.body) {
 			t.Errorf("GET %s = %q, want it to contain %q", tt.url, r.body, tt.body)
 		}
+	}
+	if got := metric(t, without, "spacerelay_sessions_open"); got != 0 {
+		t.Errorf("MetricsHandler: sessions_open = %v, want 0", got)
 	}
 }
 
@@ -91,7 +91,7 @@ func TestShutdown(t *testing.T) {
 	if r := get(t, base+"/healthz"); r.StatusCode != http.StatusOK {
 		t.Errorf("/healthz while draining = %d, want 200", r.StatusCode)
 	}
-	wantRefusal(t, upgrade(t, base, http.Header{"X-Ip-Token": {"c"}}), 503, "shutting_down", "5")
+	wantClosed(t, base, "c", nil, 4503, "shutting_down retry_after=5")
 }
 
 func TestShutdownTimesOut(t *testing.T) {
@@ -114,7 +114,7 @@ func TestMetrics(t *testing.T) {
 	s := &relay.Server{Logger: slog.New(slog.NewTextHandler(logs, nil))}
 	base := start(t, s)
 	waitReady(t, base)
-	wantRefusal(t, upgrade(t, base, nil), 401, "missing_token", "")
+	wantClosed(t, base, "", nil, 4401, "missing_token")
 
 	c := dial(t, base, "secret-token", nil)
 	if got := metric(t, base, "spacerelay_sessions_open"); got != 1 {
@@ -161,6 +161,9 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("log %q lacks %q", line, want)
 		}
 	}
+	if strings.Contains(line, "err=") {
+		t.Errorf("log %q: a normal close with an error", line)
+	}
 	if strings.Contains(line, "secret-token") {
 		t.Errorf("log %q holds the token", line)
 	}
@@ -204,5 +207,50 @@ func TestSlowConsumer(t *testing.T) {
 	eventually(t, "the session's log line", func() bool { return strings.Contains(logs.String(), "outcome=slow_consumer") })
 	if line := logs.String(); !strings.Contains(line, "level=WARN") || !strings.Contains(line, "close_code=1008") {
 		t.Errorf("log %q, want a warning with close code 1008", line)
+	}
+}
+
+// TestSessionEndLogs checks the level of each way a session ends (issue
+// 9): a browser that leaves is no error.
+func TestSessionEndLogs(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		leave func(c *websocket.Conn)
+		want  []string
+	}{
+		{"tab closed", func(c *websocket.Conn) { c.Close(websocket.StatusNormalClosure, "") },
+			[]string{"level=INFO", "close_code=1000", "outcome=client_gone"}},
+		{"page left", func(c *websocket.Conn) { c.Close(websocket.StatusGoingAway, "") },
+			[]string{"level=INFO", "close_code=1000", "outcome=client_gone"}},
+		{"network gone", func(c *websocket.Conn) { c.CloseNow() },
+			[]string{"level=INFO", "close_code=1000", "outcome=client_gone"}},
+		{"flood of bad messages", func(c *websocket.Conn) {
+			for range 100 {
+				if c.Write(context.Background(), websocket.MessageText, []byte("{")) != nil {
+					break
+				}
+			}
+			c.Read(context.Background())
+		}, []string{"level=WARN", "close_code=1008", "outcome=bad_messages", "err="}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			logs := &logBuffer{}
+			base := start(t, &relay.Server{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+			waitReady(t, base)
+			tt.leave(dial(t, base, "t", nil))
+			eventually(t, "the session's log line", func() bool { return strings.Contains(logs.String(), "session ended") })
+			line := logs.String()
+			for _, want := range tt.want {
+				if !strings.Contains(line, want) {
+					t.Errorf("log %q lacks %q", line, want)
+				}
+			}
+			if !slices.Contains(tt.want, "err=") && strings.Contains(line, "err=") {
+				t.Errorf("log %q: a browser that left, logged with an error", line)
+			}
+		})
 	}
 }

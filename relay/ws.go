@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"log/slog"
@@ -16,65 +15,55 @@ import (
 	"github.com/spacerelay/spacerelay/upstream"
 )
 
-// serveWS makes the checks of PROTOCOL.md section 1, in its order, then
-// accepts the socket and runs its session until it ends.
+// serveWS answers an upgrade (PROTOCOL.md section 1): websocket.Accept
+// refuses a malformed one and a forbidden Origin with an HTTP status; a
+// socket without a token, or for which the Server has no place, is accepted
+// and closed at once with its refusal's close code; any other runs its
+// session until it ends.
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	token := strings.TrimSpace(r.Header.Get(s.tokenHeader()))
-	if ref := s.checkRequest(r, token); ref != nil {
-		s.refuse(w, ref)
+	c, conn := s.accept(w, r)
+	if c == nil { // refused, and answered
+		return
+	}
+	if ref := s.checkToken(token); ref != nil {
+		s.refuseSocket(c, conn, ref)
 		return
 	}
 	api, key, ref := s.reserve(token)
 	if ref != nil {
-		s.refuse(w, ref)
-		return
-	}
-
-	c, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{
-		Subprotocols:   []string{Subprotocol},
-		OriginPatterns: s.OriginPatterns,
-	})
-	if err != nil { // Accept has answered
-		s.release(key, token != "")
-		s.metrics.refused.WithLabelValues("accept_failed").Inc()
-		s.logger().Warn("websocket accept failed", "err", err)
+		s.refuseSocket(c, conn, ref)
 		return
 	}
 	c.SetReadLimit(s.maxMessageBytes())
+	sock := &socket{Conn: c, raw: conn}
 	// The session gets a goroutine of its own, and net/http's goroutine
 	// ends here with the request and its buffers: an idle session keeps
 	// only what it needs (a smaller stack, no request).
 	go func() {
 		defer s.release(key, token != "")
-		defer c.CloseNow() // the safety net; Run closes it with its code
-		s.run(c, api, token)
+		defer sock.CloseNow() // the safety net; Run closes it with its code
+		s.run(sock, api, token)
 	}()
 }
 
-// smallBuffers hands the WebSocket smaller buffers than net/http's 4 KiB
-// ones when the connection is hijacked: a session is mostly idle, and
-// every idle session keeps them. Frames larger than a buffer just take
-// more than one read or write.
-type smallBuffers struct{ http.ResponseWriter }
+// socket is an accepted WebSocket as a session uses it. Its CloseNow cuts
+// the connection at once, even while a Close waits for the close
+// handshake (which the WebSocket library's own CloseNow does not do): a
+// browser that cannot take the close frame, or never answers it, is cut
+// within the session's bound.
+type socket struct {
+	*websocket.Conn
+	raw net.Conn
+}
 
-func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
-	if err != nil {
-		return nil, nil, err
-	}
-	r := brw.Reader
-	if r.Buffered() == 0 { // else keep what the browser already sent
-		r = bufio.NewReaderSize(conn, 512)
-	}
-	bw := brw.Writer
-	if bw.Buffered() == 0 {
-		bw = bufio.NewWriterSize(conn, 1<<10)
-	}
-	return conn, bufio.NewReadWriter(r, bw), nil
+func (s *socket) CloseNow() error {
+	_ = s.Conn.CloseNow() // a no-op once Close has begun
+	return s.raw.Close()
 }
 
 // run runs one session on c and logs its end.
-func (s *Server) run(c *websocket.Conn, api *upstream.API, token string) {
+func (s *Server) run(c *socket, api *upstream.API, token string) {
 	id := uuid.NewString()
 	start := time.Now()
 	s.metrics.sessionsOpen.Inc()
@@ -93,7 +82,6 @@ func (s *Server) sessionConfig(id string, api *upstream.API, token string) sessi
 		ID:              id,
 		API:             api,
 		DefaultEndpoint: s.DefaultEndpoint,
-		TokenHeader:     s.tokenHeader(),
 		Token:           token,
 		MaxJobs:         s.MaxJobs,
 		MaxMessageBytes: s.maxMessageBytes(),
@@ -106,16 +94,18 @@ func (s *Server) sessionConfig(id string, api *upstream.API, token string) sessi
 	}
 }
 
-// logEnd logs a session's end: at info when it closed normally (1000,
-// 1001), at warn when the browser broke a policy (1008, 1009), at error
-// for an internal failure (1011).
+// logEnd logs a session's end, once. The normal ends are logged at info
+// without an error: a browser that left (a closed tab, 1000 or 1001; a
+// network that went; a ping not answered) and a shutdown. A browser that
+// broke a policy (1008, 1009) is a warning and an internal failure (1011)
+// an error, each with its err.
 func (s *Server) logEnd(id string, d time.Duration, jobs int, err error) {
-	code := session.CloseCode(err)
+	code, out := session.CloseCode(err), outcome(err)
 	level := slog.LevelError
-	switch code {
-	case websocket.StatusNormalClosure, websocket.StatusGoingAway:
-		level = slog.LevelInfo
-	case websocket.StatusPolicyViolation, websocket.StatusMessageTooBig:
+	switch out {
+	case "client_gone", "shutdown", "ping_timeout":
+		level, err = slog.LevelInfo, nil
+	case "slow_consumer", "bad_messages", "message_too_big":
 		level = slog.LevelWarn
 	}
 	attrs := []slog.Attr{
@@ -123,7 +113,7 @@ func (s *Server) logEnd(id string, d time.Duration, jobs int, err error) {
 		slog.Duration("duration", d.Round(time.Millisecond)),
 		slog.Int("jobs", jobs),
 		slog.Int("close_code", int(code)),
-		slog.String("outcome", outcome(err)),
+		slog.String("outcome", out),
 	}
 	if err != nil {
 		attrs = append(attrs, slog.String("err", err.Error()))

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +17,14 @@ import (
 // maxBad is how many bad messages in a row end a session (a flood).
 const maxBad = 16
 
+// How long closing the socket may wait for its close frame to go out and
+// the browser's reply; then the connection is cut. A slow consumer, which
+// has already kept a write waiting for the whole write timeout, gets less.
+const (
+	closeBound     = time.Second
+	slowCloseBound = 500 * time.Millisecond
+)
+
 // Session is one browser session. Make it with New and call Run once.
 type Session struct {
 	// Static after New.
@@ -26,28 +33,34 @@ type Session struct {
 	up   Upstream
 
 	// Owned by Run.
-	visitor Visitor
-	jobs    map[string]*job
-	nJobs   int // jobs submitted in all
-	// lastJoin is closed when the last submitted job has joined the
-	// upstream queue (or given up): the next job joins after it.
-	lastJoin chan struct{}
-	bad      int // bad messages in a row
-
-	// Channels from the helpers to Run.
-	in    chan fromBrowser
-	items chan item
-	wake  chan *job
-	done  chan struct{} // closed when Run stops listening
-
-	fileSeq atomic.Int64 // file ids, shared by the jobs' Stream callbacks
-	helpers sync.WaitGroup
-	pongs   chan error // the answer to the ping in flight
-	pinging bool       // owned by Run
-	// writeTimer bounds the write in progress; owned by Run.
+	visitor  Visitor
+	jobs     map[string]*job    // unfinished jobs, by id
+	uploads  map[string]*upload // by id, unfinished and finished
+	current  *upload            // the upload the next binary frames are for
+	files    fileRefs           // the files sent, for {"file":…} inputs
+	token    tokenState
+	nJobs    int   // jobs submitted in all
+	uploaded int64 // bytes of the session's uploads, in all
+	bad      int   // bad messages in a row
+	pinging  bool
+	ticks    int // starts at a random phase
+	// writeTimer bounds the write in progress: it cuts the connection if
+	// the write takes too long (see write).
 	writeTimer *time.Timer
-	ticks      int // owned by Run; starts at a random phase
-	jobsGroup  sync.WaitGroup
+
+	// Channels to Run.
+	in       chan fromBrowser
+	items    chan item
+	upEvents chan upEvent    // upload results
+	upWake   chan struct{}   // capacity 1: the current upload sent bytes upstream
+	tokens   chan *tokenSwap // from Refresh
+	pongs    chan error      // the answer to the ping in flight
+	done     chan struct{}   // closed when Run stops listening
+	cut      chan struct{}   // closed once a slow consumer's connection is closed
+
+	fileSeq   atomic.Int64 // file ids, shared by the jobs' goroutines
+	helpers   sync.WaitGroup
+	jobsGroup sync.WaitGroup
 }
 
 // New returns a session for conn. cfg.API must be set.
@@ -55,22 +68,23 @@ func New(cfg Config, conn Conn, up Upstream) *Session {
 	cfg.setDefaults()
 	return &Session{
 		cfg: cfg, conn: conn, up: up,
-		jobs:  make(map[string]*job),
-		in:    make(chan fromBrowser),
-		items: make(chan item),
-		wake:  make(chan *job, cfg.MaxJobs),
-		done:  make(chan struct{}),
-		pongs: make(chan error, 1),
-		ticks: rand.IntN(Phases),
+		jobs:     make(map[string]*job),
+		in:       make(chan fromBrowser),
+		items:    make(chan item),
+		upEvents: make(chan upEvent),
+		upWake:   make(chan struct{}, 1),
+		tokens:   make(chan *tokenSwap),
+		done:     make(chan struct{}),
+		cut:      make(chan struct{}),
+		pongs:    make(chan error, 1),
+		ticks:    rand.IntN(Phases),
+		token:    newTokenState(cfg.Token),
 	}
 }
 
 func (c *Config) setDefaults() {
 	if c.ID == "" {
 		c.ID = uuid.NewString()
-	}
-	if c.TokenHeader == "" {
-		c.TokenHeader = "X-IP-Token"
 	}
 	if c.MaxJobs <= 0 {
 		c.MaxJobs = 2
@@ -84,26 +98,34 @@ func (c *Config) setDefaults() {
 	if c.MaxJobBytes <= 0 {
 		c.MaxJobBytes = 64 << 20
 	}
+	if c.MaxUploadBytes <= 0 {
+		c.MaxUploadBytes = 50 << 20
+	}
+	if c.MaxSessionUploadBytes <= 0 {
+		c.MaxSessionUploadBytes = 200 << 20
+	}
+	if c.UploadChunkBytes <= 0 {
+		c.UploadChunkBytes = 256 << 10
+	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 10 * time.Second
 	}
 	if c.PingInterval == 0 {
 		c.PingInterval = 30 * time.Second
 	}
+	if c.TokenRefreshMargin <= 0 {
+		c.TokenRefreshMargin = 30 * time.Second
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
 }
 
-// open opens the visitor's upstream session, at the first job: an idle
-// session costs the upstream nothing.
+// open opens the visitor's upstream session, at the first job or upload:
+// an idle session costs the upstream nothing.
 func (s *Session) open() Visitor {
 	if s.visitor == nil {
-		h := http.Header{}
-		if s.cfg.Token != "" {
-			h.Set(s.cfg.TokenHeader, s.cfg.Token)
-		}
-		s.visitor = s.up.Open(h)
+		s.visitor = s.up.Open(s.token.header())
 	}
 	return s.visitor
 }
@@ -131,6 +153,7 @@ func (s *Session) Run(ctx context.Context) error {
 	err := s.loop(ctx, hctx)
 
 	close(s.done)
+	s.token.stop()
 	upstreamClosed := make(chan struct{})
 	go func() { // cancels the jobs upstream, queued ones first
 		if s.visitor != nil {
@@ -143,17 +166,20 @@ func (s *Session) Run(ctx context.Context) error {
 	stopHelpers()
 	s.helpers.Wait()
 	s.jobsGroup.Wait()
+	s.endAll()
 	return err
 }
 
-// close closes the socket with the code for err.
+// close closes the socket with the code for err, within closeBound.
 func (s *Session) close(err error) {
+	if errors.Is(err, ErrSlowConsumer) {
+		<-s.cut // the write timer closes it (see write)
+		return
+	}
 	code, reason := CloseCode(err), ""
 	switch {
 	case errors.Is(err, ErrShutdown):
 		reason = "relay shutting down"
-	case errors.Is(err, ErrSlowConsumer):
-		reason = "slow consumer"
 	case errors.Is(err, ErrProtocol):
 		reason = "too many bad messages"
 	case errors.Is(err, ErrPingTimeout):
@@ -161,12 +187,35 @@ func (s *Session) close(err error) {
 	case code == websocket.StatusInternalError:
 		reason = "internal error"
 	}
-	_ = s.conn.Close(code, reason)
+	CloseWithin(s.conn, code, reason, closeBound)
+}
+
+// CloseWithin closes c with code and reason, and cuts it if the close
+// frame cannot go out, or the peer does not answer it, within bound: the
+// WebSocket library alone would wait up to 5 s for each.
+func CloseWithin(c interface {
+	Close(websocket.StatusCode, string) error
+	CloseNow() error
+}, code websocket.StatusCode, reason string, bound time.Duration) {
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		_ = c.Close(code, reason)
+	}()
+	t := time.NewTimer(bound)
+	defer t.Stop()
+	select {
+	case <-closed:
+		return
+	case <-t.C:
+	}
+	_ = c.CloseNow() // this unblocks Close
+	<-closed
 }
 
 // loop is the owner's loop: it returns the reason the session ends.
 func (s *Session) loop(ctx, hctx context.Context) error {
-	if err := s.sendHello(); err != nil { // (not here: its bytes would live on in this frame)
+	if err := s.sendHello(); err != nil {
 		return err
 	}
 	tick := s.cfg.Pings.C()
@@ -186,9 +235,14 @@ func (s *Session) loop(ctx, hctx context.Context) error {
 			err = s.handle(hctx, m)
 		case it := <-s.items:
 			err = s.relay(it)
-		case j := <-s.wake:
-			j.signalled.Store(false)
-			err = s.flushSlots(j)
+		case ev := <-s.upEvents:
+			err = s.uploadEnded(ev)
+		case <-s.upWake:
+			err = s.uploadProgress()
+		case t := <-s.tokens:
+			err = s.swapToken(t)
+		case <-s.token.expiring():
+			err = s.tokenExpiring()
 		}
 		if err != nil {
 			return err
@@ -201,15 +255,23 @@ func (s *Session) sendHello() error {
 	if err != nil {
 		return fmt.Errorf("session: hello: %w", err)
 	}
-	return s.write(websocket.MessageText, hello)
+	if err := s.write(websocket.MessageText, hello); err != nil {
+		return err
+	}
+	s.token.hello(s.cfg.Now(), s.cfg.TokenRefreshMargin)
+	return nil
 }
 
 // handle acts on one browser message.
 func (s *Session) handle(ctx context.Context, m fromBrowser) error {
-	if m.err != nil {
+	switch {
+	case m.err != nil:
 		return m.err
-	}
-	if m.m == nil {
+	case m.binary != nil:
+		return s.chunk(m.binary)
+	case int64(m.size) > s.cfg.MaxMessageBytes:
+		return ErrTooBig
+	case m.m == nil:
 		return s.refuse(&errorMsg{Code: "bad_request", Message: m.bad})
 	}
 	switch m.m.Type {
@@ -217,6 +279,8 @@ func (s *Session) handle(ctx context.Context, m fromBrowser) error {
 		return s.submit(ctx, m.m)
 	case "cancel":
 		return s.cancel(m.m)
+	case "upload":
+		return s.startUpload(ctx, m.m)
 	case "ping":
 		s.bad = 0
 		return s.write(websocket.MessageText, []byte(`{"type":"pong"}`))
@@ -235,20 +299,28 @@ func (s *Session) refuse(e *errorMsg) error {
 
 func (s *Session) sendError(e *errorMsg) error {
 	e.Type = "error"
-	b, err := json.Marshal(e)
+	return s.writeJSON(e)
+}
+
+func (s *Session) writeJSON(v any) error {
+	b, err := json.Marshal(v)
 	if err != nil {
-		return fmt.Errorf("session: encode error: %w", err)
+		return fmt.Errorf("session: encode: %w", err)
 	}
 	return s.write(websocket.MessageText, b)
 }
 
 // write writes one message within the write timeout. The timeout is one
-// timer of the session's own, reset for each write, which closes the
-// socket if it fires (as the WebSocket library does when a write's context
-// ends, without a context and a timer per message).
+// timer of the session's own, reset for each write. If it fires, the
+// browser is a slow consumer: the timer closes the socket with 1008 if the
+// close frame can still go out within closeBound, and cuts it otherwise;
+// that also ends the write.
 func (s *Session) write(typ websocket.MessageType, p []byte) error {
 	if s.writeTimer == nil {
-		s.writeTimer = time.AfterFunc(s.cfg.WriteTimeout, func() { _ = s.conn.CloseNow() })
+		s.writeTimer = time.AfterFunc(s.cfg.WriteTimeout, func() {
+			CloseWithin(s.conn, websocket.StatusPolicyViolation, "slow consumer", slowCloseBound)
+			close(s.cut)
+		})
 	} else {
 		s.writeTimer.Reset(s.cfg.WriteTimeout)
 	}
@@ -321,3 +393,4 @@ func (s *Session) ping(ctx context.Context) {
 		s.pongs <- err // buffered: one ping at a time
 	})
 }
+

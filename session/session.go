@@ -1,16 +1,15 @@
 // Package session runs one browser session of the spacerelay protocol
 // (web/PROTOCOL.md): it decodes the browser's messages, owns the session's
-// jobs, and writes every message to the socket.
+// jobs, uploads and token, and writes every message to the socket.
 //
 // One goroutine owns a Session: Run. It alone reads and changes the
 // session's state and it alone writes to the WebSocket, so the Session has
 // no mutex. Helpers own nothing and talk to Run over channels: a read loop,
-// a ping while one is in flight, and one goroutine per job that joins the
-// upstream queue and waits for the job's end. The job's events are
-// translated, their files fetched and their messages encoded on the
-// visitor's upstream stream reader, which hands each message straight to
-// Run: one goroutine switch from the upstream's socket to the browser's.
-// An idle session is two goroutines: Run and its read loop.
+// a ping while one is in flight, one goroutine per job (it follows the job
+// upstream, translates its events, fetches their files and hands each
+// message to Run) and one per upload (it streams the upload's bytes to the
+// upstream as Run hands them over). An idle session is two goroutines: Run
+// and its read loop.
 package session
 
 import (
@@ -37,18 +36,34 @@ type Conn interface {
 // Upstream is what a Session needs of the upstream Gradio client.
 // ClientUpstream adapts an *upstream.Client.
 type Upstream interface {
-	// Open starts the visitor's upstream session, with the visitor's headers.
+	// Open starts the visitor's upstream session, with the visitor's
+	// headers (their X-IP-Token).
 	Open(header http.Header) Visitor
-	// Download opens an output file, at most limit bytes.
-	Download(ctx context.Context, f upstream.FileData, limit int64) (*upstream.Download, error)
 }
 
-// Visitor is one visitor's upstream session (*upstream.Session).
+// Visitor is one visitor's upstream session; *upstream.Session is one.
+// Every request it makes carries the visitor's headers and cookies.
 type Visitor interface {
-	// Stream runs one job; see (*upstream.Session).Stream.
-	Stream(ctx context.Context, call upstream.Call, fn func(upstream.Event) error) error
+	// Submit queues a job to join the upstream queue, after the jobs
+	// submitted before it, and returns at once; see
+	// (*upstream.Session).Submit. ctx governs the job.
+	Submit(ctx context.Context, call upstream.Call) (Job, error)
+	// Download opens an output file, at most limit bytes.
+	Download(ctx context.Context, f upstream.FileData, limit int64) (*upstream.Download, error)
+	// Upload streams a file to the upstream, at most limit bytes, and
+	// returns the FileData value for a job's inputs.
+	Upload(ctx context.Context, u upstream.Upload, limit int64) (map[string]any, error)
+	// SetHeader replaces the visitor's headers for later requests.
+	SetHeader(h http.Header)
 	// Close cancels what is left and ends the upstream session.
 	Close() error
+}
+
+// Job is a job submitted upstream; *upstream.Job is one.
+type Job interface {
+	// Follow hands each event of the job to fn until it ends; see
+	// (*upstream.Job).Follow.
+	Follow(fn func(upstream.Event) error) error
 }
 
 // ClientUpstream adapts c to Upstream.
@@ -56,9 +71,17 @@ func ClientUpstream(c *upstream.Client) Upstream { return clientUpstream{c} }
 
 type clientUpstream struct{ c *upstream.Client }
 
-func (u clientUpstream) Open(h http.Header) Visitor { return u.c.NewSession(h) }
-func (u clientUpstream) Download(ctx context.Context, f upstream.FileData, limit int64) (*upstream.Download, error) {
-	return u.c.Download(ctx, f, limit)
+func (u clientUpstream) Open(h http.Header) Visitor { return visitor{u.c.NewSession(h)} }
+
+// visitor adapts an *upstream.Session to Visitor.
+type visitor struct{ *upstream.Session }
+
+func (v visitor) Submit(ctx context.Context, call upstream.Call) (Job, error) {
+	j, err := v.Session.Submit(ctx, call)
+	if err != nil {
+		return nil, err
+	}
+	return j, nil
 }
 
 // Config configures one Session. API is required; every other zero value
@@ -73,12 +96,17 @@ type Config struct {
 	// the upstream's only endpoint, if it has exactly one.
 	DefaultEndpoint string
 
-	// TokenHeader is the header that carries the visitor's token upstream.
-	// Defaults to "X-IP-Token".
-	TokenHeader string
 	// Token is the visitor's token from the upgrade request, or "". It is
-	// sent upstream on every job and nowhere else.
+	// sent upstream as X-IP-Token (the header ZeroGPU reads) on every
+	// request of the visitor and nowhere else. Refresh replaces it.
 	Token string
+	// Refresh, if set, is where and how the page hands the session a fresh
+	// token (PROTOCOL.md section 6): hello tells the page. Its Key is
+	// secret: it is never logged.
+	Refresh *Refresh
+	// TokenRefreshMargin is how long before its token's exp the session
+	// sends token_expiring. Defaults to 30 s.
+	TokenRefreshMargin time.Duration
 
 	// MaxJobs bounds the session's unfinished jobs. Defaults to 2.
 	MaxJobs int
@@ -90,6 +118,17 @@ type Config struct {
 	// MaxJobBytes bounds the file bytes one job may hold in memory at once
 	// (the files of one output waiting to be written). Defaults to 64 MiB.
 	MaxJobBytes int64
+	// Budget bounds the file bytes all sessions hold in memory, shared by
+	// them. Nil means no bound but the per-job and per-upload ones.
+	Budget *Budget
+	// MaxUploadBytes bounds one upload. Defaults to 50 MiB.
+	MaxUploadBytes int64
+	// MaxSessionUploadBytes bounds the session's uploads together.
+	// Defaults to 200 MiB.
+	MaxSessionUploadBytes int64
+	// UploadChunkBytes is the largest binary frame of an upload. Defaults
+	// to 256 KiB.
+	UploadChunkBytes int64
 	// WriteTimeout bounds every write to the socket; a browser that cannot
 	// take a message in time is disconnected. Defaults to 10 s.
 	WriteTimeout time.Duration
@@ -102,6 +141,9 @@ type Config struct {
 	// PingInterval is used when Pings is nil. Defaults to 30 s; negative
 	// disables pings.
 	PingInterval time.Duration
+
+	// Version is the relay's version, for hello.
+	Version string
 
 	// Now is the clock, for token expiry. Defaults to time.Now.
 	Now func() time.Time
@@ -126,13 +168,23 @@ type Hooks struct {
 	Relayed func(time.Duration)
 }
 
-// JobStats describes an ended job.
+// JobStats describes an ended job. Every job the session accepted for
+// submission is reported exactly once.
 type JobStats struct {
+	Session   string // the session's ID
+	Job       string // the job's id, as the page chose it
 	Endpoint  string
-	Outcome   string        // "completed", "error" or "cancelled"
+	Outcome   string        // "completed", "error", "cancelled", or "ended" (the session ended first)
 	Code      string        // the error code, for Outcome "error"
+	Err       error         // the failure in full, for Outcome "error": for logs, never for people
 	QueueWait time.Duration // from submit to started (0 if it never started)
 	Duration  time.Duration // from submit to its end
+}
+
+// Refresh is how a page hands its session a fresh token.
+type Refresh struct {
+	URL string // the route, e.g. /v1/sessions/{id}/token
+	Key string // the bearer key: 256 random bits, base64url
 }
 
 // The reasons a session ends, for CloseCode and for logs.

@@ -26,23 +26,40 @@ type benchUpstream struct {
 
 func (u *benchUpstream) Open(http.Header) session.Visitor { return benchVisitor{u} }
 
-func (u *benchUpstream) Download(_ context.Context, f upstream.FileData, _ int64) (*upstream.Download, error) {
-	return &upstream.Download{Body: io.NopCloser(bytes.NewReader(u.file)), Name: f.Name(), MIME: "image/png", Size: int64(len(u.file))}, nil
-}
-
 type benchVisitor struct{ u *benchUpstream }
 
-func (v benchVisitor) Stream(ctx context.Context, _ upstream.Call, fn func(upstream.Event) error) error {
+func (v benchVisitor) Download(_ context.Context, f upstream.FileData, _ int64) (*upstream.Download, error) {
+	return &upstream.Download{Body: io.NopCloser(bytes.NewReader(v.u.file)), Name: f.Name(), MIME: "image/png", Size: int64(len(v.u.file))}, nil
+}
+
+func (benchVisitor) Upload(context.Context, upstream.Upload, int64) (map[string]any, error) {
+	panic("not called in benchmarks")
+}
+
+func (benchVisitor) SetHeader(http.Header) {}
+
+func (v benchVisitor) Submit(ctx context.Context, _ upstream.Call) (session.Job, error) {
+	return benchJob{v.u, ctx}, nil
+}
+
+// benchJob calls fn straight from its script: no mailbox, so every event
+// reaches the session.
+type benchJob struct {
+	u   *benchUpstream
+	ctx context.Context
+}
+
+func (j benchJob) Follow(fn func(upstream.Event) error) error {
 	if err := fn(&upstream.Accepted{EventID: "ev"}); err != nil {
 		return err
 	}
-	return v.u.script(ctx, fn)
+	return j.u.script(j.ctx, fn)
 }
 
 func (benchVisitor) Close() error { return nil }
 
 // benchConns returns the two ends of a WebSocket over net.Pipe.
-func benchConns(b *testing.B) (browser, relay *websocket.Conn) {
+func benchConns(b *testing.B) (browser *websocket.Conn, relay *relayConn) {
 	b.Helper()
 	browser, relay = wsPipe(b)
 	browser.SetReadLimit(1 << 20)

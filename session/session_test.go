@@ -268,6 +268,7 @@ func TestTokenExpired(t *testing.T) {
 		claims := base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, `{"exp":%d}`, time.Now().Add(-time.Minute).Unix()))
 		h := start(t, &fakeUpstream{script: script(false)}, session.Config{Token: "h." + claims + ".s"})
 		h.expect("hello")
+		h.expect("token_expiring") // at once: less than the margin is left
 		h.send(`{"type":"submit","id":"t","data":["x"]}`)
 		if e := h.expect("error")[0]; e["code"] != "token_expired" || e["id"] != "t" {
 			t.Errorf("error = %v, want token_expired", e)
@@ -449,7 +450,7 @@ func TestHelloBytes(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !json.Valid(b) || !strings.HasPrefix(string(b), `{"type":"hello","protocol":1,"session":"s1","endpoints":[{"name":"/generate",`) ||
-			!strings.Contains(string(b), `}]}],"limits":{"max_jobs":2,`) || !strings.HasSuffix(string(b), `"token":{"present":false,"expires_at":null}}`) {
+			!strings.Contains(string(b), `}]}],"limits":{"max_jobs":2,`) || !strings.HasSuffix(string(b), `"token":{"present":false,"expires_at":null,"expires_in":null},"features":["upload","token_refresh"]}`) {
 			t.Errorf("hello = %s", b)
 		}
 	})

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 
 	"github.com/spacerelay/spacerelay/upstream"
@@ -57,73 +58,73 @@ type (
 )
 
 // translate turns an upstream event into a browser message, fetching the
-// files it refers to. droppable says a newer message of the job may
-// replace it under backpressure (PROTOCOL.md section 5).
-func (s *Session) translate(ctx context.Context, j *job, ev upstream.Event) (out *outgoing, droppable bool, err error) {
+// files it refers to (on the job's goroutine: one job's downloads hold up
+// no other job).
+func (s *Session) translate(ctx context.Context, v Visitor, j *job, ev upstream.Event) (*outgoing, error) {
 	switch ev := ev.(type) {
 	case *upstream.Accepted:
-		return encode("accepted", j.id, idMsg{"accepted", j.id}), false, nil
+		return encode("accepted", j.id, idMsg{"accepted", j.id}), nil
 	case *upstream.Queued:
-		return encode("queued", j.id, queuedMsg{"queued", j.id, ev.Rank, ev.QueueSize, ev.ETA}), true, nil
+		return encode("queued", j.id, queuedMsg{"queued", j.id, ev.Rank, ev.QueueSize, ev.ETA}), nil
 	case *upstream.Started:
-		return encode("started", j.id, startedMsg{"started", j.id, ev.ETA}), false, nil
+		return encode("started", j.id, startedMsg{"started", j.id, ev.ETA}), nil
 	case *upstream.Progress:
-		return encode("progress", j.id, progressMsg{"progress", j.id, ev.Steps}), true, nil
+		return encode("progress", j.id, progressMsg{"progress", j.id, ev.Steps}), nil
 	case *upstream.Log:
-		return encode("log", j.id, logMsg{"log", j.id, ev.Level, ev.Title, ev.Message}), false, nil
+		return encode("log", j.id, logMsg{"log", j.id, ev.Level, ev.Title, ev.Message}), nil
 	case *upstream.Partial:
-		out, err := s.withFiles(ctx, j, "partial", ev.Data, nil)
-		return out, true, err
+		return s.withFiles(ctx, v, j, "partial", ev.Data, nil)
 	case *upstream.Completed:
 		d := ev.Duration
-		out, err := s.withFiles(ctx, j, "result", ev.Data, &d)
+		out, err := s.withFiles(ctx, v, j, "result", ev.Data, &d)
 		if out != nil {
 			out.terminal = true
 		}
-		return out, false, err
+		return out, err
 	case *upstream.Cancelled:
 		out := encode("cancelled", j.id, idMsg{"cancelled", j.id})
 		out.terminal = true
-		return out, false, nil
+		return out, nil
 	}
-	return nil, false, nil
+	return nil, nil
 }
 
 func encode(kind, id string, v any) *outgoing {
 	b, err := json.Marshal(v)
 	if err != nil { // only for values the upstream sent that JSON cannot carry
-		b, _ = json.Marshal(errorMsg{Type: "error", ID: id, Code: "internal", Message: "the relay could not encode a message"})
-		return &outgoing{msg: b, kind: "error", terminal: true, code: "internal"}
+		b, _ = json.Marshal(errorMsg{Type: "error", ID: id, Code: "internal", Message: "The relay could not pass on a message of the Space."})
+		return &outgoing{msg: b, kind: "error", terminal: true, code: "internal", err: err}
 	}
 	return &outgoing{msg: b, kind: kind}
 }
 
 // withFiles fetches every file of data and encodes a partial or result
 // whose files are replaced by references.
-func (s *Session) withFiles(ctx context.Context, j *job, kind string, data []any, duration *float64) (*outgoing, error) {
+func (s *Session) withFiles(ctx context.Context, v Visitor, j *job, kind string, data []any, duration *float64) (*outgoing, error) {
 	out := &outgoing{kind: kind}
-	var held int64
 	fetch := func(f upstream.FileData) (string, error) {
-		file, err := s.fetch(ctx, f, s.cfg.MaxJobBytes-held)
+		file, err := s.fetch(ctx, v, f, s.cfg.MaxJobBytes-out.held)
 		if err != nil {
 			return "", err
 		}
-		held += int64(len(file.data))
+		out.held += file.held
 		id := "f" + strconv.FormatInt(s.fileSeq.Add(1), 10)
 		header, err := json.Marshal(fileMsg{"file", j.id, id, f.Name(), file.mime, len(file.data)})
-		out.files = append(out.files, outFile{header: header, data: file.data})
+		out.files = append(out.files, outFile{id: id, src: f, header: header, data: file.data})
 		return id, err
 	}
 	refs := make([]any, len(data))
 	for i, v := range data {
 		r, err := replaceFiles(v, fetch)
 		if err != nil {
+			out.release(s.cfg.Budget)
 			return nil, err
 		}
 		refs[i] = r
 	}
 	b, err := json.Marshal(dataMsg{kind, j.id, refs, duration})
 	if err != nil {
+		out.release(s.cfg.Budget)
 		return nil, fmt.Errorf("session: encode %s: %w", kind, err)
 	}
 	out.msg = b
@@ -133,34 +134,61 @@ func (s *Session) withFiles(ctx context.Context, j *job, kind string, data []any
 type fetched struct {
 	data []byte
 	mime string
+	held int64 // bytes taken from the relay's budget
 }
 
-// fetch downloads one file, at most MaxFileBytes and at most budget.
-func (s *Session) fetch(ctx context.Context, f upstream.FileData, budget int64) (*fetched, error) {
-	limit := min(s.cfg.MaxFileBytes, budget)
+// fetchStep is how much room in the relay's budget a download of unknown
+// size takes at a time.
+const fetchStep = 64 << 10
+
+// fetch downloads one file, at most MaxFileBytes and at most limit, with
+// room for it in the relay's budget.
+func (s *Session) fetch(ctx context.Context, v Visitor, f upstream.FileData, limit int64) (*fetched, error) {
+	limit = min(s.cfg.MaxFileBytes, limit)
 	if limit <= 0 {
-		return nil, &upstream.Error{Code: upstream.CodeFileTooLarge, Message: "the job's files are over the session's buffer limit"}
+		return nil, &upstream.Error{Code: upstream.CodeFileTooLarge, Message: "The job's files are over the relay's limit for one job."}
 	}
-	d, err := s.up.Download(ctx, f, limit)
+	d, err := v.Download(ctx, f, limit)
 	if err != nil {
 		return nil, err
 	}
 	defer d.Body.Close()
+	file := &fetched{mime: d.MIME}
 	size := 512
 	if d.Size > 0 && d.Size <= limit {
 		size = int(d.Size) + 1 // room to read the EOF without growing
 	}
+	grow := func(n int) error {
+		if err := s.cfg.Budget.acquire(ctx, int64(n)); err != nil {
+			s.cfg.Budget.release(file.held)
+			return err
+		}
+		file.held += int64(n)
+		return nil
+	}
+	if err := grow(size); err != nil {
+		return nil, err
+	}
 	buf := make([]byte, 0, size)
 	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
+		if len(buf) == cap(buf) { // double, within the limit: the budget counts what is allocated
+			step := int(min(max(int64(cap(buf)), fetchStep), limit+1-int64(cap(buf))))
+			if step <= 0 {
+				step = 1 // one byte more: enough to see that the file is over the limit
+			}
+			if err := grow(step); err != nil {
+				return nil, err
+			}
+			buf = slices.Grow(buf, step)[:len(buf)]
 		}
 		n, err := d.Body.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if err == io.EOF {
-			return &fetched{data: buf, mime: d.MIME}, nil
+			file.data = buf
+			return file, nil
 		}
 		if err != nil {
+			s.cfg.Budget.release(file.held)
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}

@@ -10,15 +10,22 @@ import (
 	"github.com/spacerelay/spacerelay/upstream"
 )
 
-// benchUpstream serves every file as the same bytes. Its visitors are not
+// benchVisitor serves every file as the same bytes; nothing else of it is
 // used by the translation benchmarks.
-type benchUpstream struct{ file []byte }
+type benchVisitor struct{ file []byte }
 
-func (u benchUpstream) Open(http.Header) Visitor { panic("not called in benchmarks") }
-
-func (u benchUpstream) Download(_ context.Context, f upstream.FileData, _ int64) (*upstream.Download, error) {
-	return &upstream.Download{Body: io.NopCloser(bytes.NewReader(u.file)), Name: f.Name(), MIME: "image/png", Size: int64(len(u.file))}, nil
+func (v benchVisitor) Download(_ context.Context, f upstream.FileData, _ int64) (*upstream.Download, error) {
+	return &upstream.Download{Body: io.NopCloser(bytes.NewReader(v.file)), Name: f.Name(), MIME: "image/png", Size: int64(len(v.file))}, nil
 }
+
+func (benchVisitor) Submit(context.Context, upstream.Call) (Job, error) {
+	panic("not called in benchmarks")
+}
+func (benchVisitor) Upload(context.Context, upstream.Upload, int64) (map[string]any, error) {
+	panic("not called in benchmarks")
+}
+func (benchVisitor) SetHeader(http.Header) {}
+func (benchVisitor) Close() error          { return nil }
 
 func benchFloat(f float64) *float64 { return &f }
 func benchString(s string) *string  { return &s }
@@ -40,12 +47,13 @@ func BenchmarkEncode(b *testing.B) {
 		{"result-file-48KiB", &upstream.Completed{Data: []any{file, `{"token":"","prompt":"a red fox","steps":8}`}, Duration: 0.8}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			s := New(Config{API: &upstream.API{}}, nil, benchUpstream{file: make([]byte, 48<<10)})
+			s := New(Config{API: &upstream.API{}}, nil, nil)
+			v := benchVisitor{file: make([]byte, 48<<10)}
 			j := &job{id: "j1", endpoint: "/generate"}
 			ctx := context.Background()
 			b.ReportAllocs()
 			for b.Loop() {
-				out, _, err := s.translate(ctx, j, bc.ev)
+				out, err := s.translate(ctx, v, j, bc.ev)
 				if err != nil || out == nil {
 					b.Fatalf("translate() = %v, %v", out, err)
 				}

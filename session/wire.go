@@ -2,7 +2,6 @@ package session
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,38 +14,93 @@ import (
 	"github.com/spacerelay/spacerelay/upstream"
 )
 
-// inbound is a browser message (PROTOCOL.md section 3).
+// inbound is a browser message (PROTOCOL.md sections 3 and 9).
 type inbound struct {
 	Type     string          `json:"type"`
 	ID       *string         `json:"id"`
 	Endpoint string          `json:"endpoint"`
 	Data     json.RawMessage `json:"data"`
 	Inputs   json.RawMessage `json:"inputs"`
+	// upload
+	Name string `json:"name"`
+	MIME string `json:"mime"`
+	Size *int64 `json:"size"`
 }
 
 // fromBrowser is what the read loop hands to Run: a decoded message, a
-// message that could not be decoded (bad), or the end of reading (err).
+// message that could not be decoded (bad), a binary frame, or the end of
+// reading (err). size is a text message's length.
 type fromBrowser struct {
-	m   *inbound
-	bad string
-	err error
+	m      *inbound
+	bad    string
+	binary []byte
+	size   int
+	err    error
 }
 
 func decodeInbound(typ websocket.MessageType, b []byte) fromBrowser {
 	if typ != websocket.MessageText {
-		return fromBrowser{bad: "binary messages are not accepted from the browser"}
+		if b == nil {
+			b = []byte{}
+		}
+		return fromBrowser{binary: b}
 	}
 	var m inbound
 	if err := json.Unmarshal(b, &m); err != nil {
-		return fromBrowser{bad: "the message is not a JSON object"}
+		return fromBrowser{bad: whyUndecodable(err), size: len(b)}
 	}
 	if m.Type == "" {
-		return fromBrowser{bad: `the message has no string field "type"`}
+		return fromBrowser{bad: `the message has no string field "type"`, size: len(b)}
 	}
-	return fromBrowser{m: &m}
+	return fromBrowser{m: &m, size: len(b)}
+}
+
+// whyUndecodable says, for people, why a text message is not one of ours.
+func whyUndecodable(err error) string {
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	switch {
+	case errors.As(err, &typeErr) && typeErr.Field == "":
+		return fmt.Sprintf("the message is a JSON %s, not an object", typeErr.Value)
+	case errors.As(err, &typeErr):
+		return fmt.Sprintf("field %q of the message must not be a JSON %s", typeErr.Field, typeErr.Value)
+	case errors.As(err, &syntaxErr):
+		return "the message is not valid JSON"
+	case strings.Contains(err.Error(), "exceeded max depth"):
+		return "the message nests too deeply"
+	}
+	return "the message is not a JSON object"
 }
 
 var jobID = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,64}$`)
+
+// newID returns the id of a submit or upload, and whether it may start:
+// well formed, and held by no unfinished job or upload (one namespace).
+func (s *Session) newID(m *inbound) (string, bool) {
+	if m.ID == nil || !jobID.MatchString(*m.ID) {
+		return "", false
+	}
+	id := *m.ID
+	if _, busy := s.jobs[id]; busy {
+		return id, false
+	}
+	if u := s.uploads[id]; u != nil && !u.over {
+		return id, false
+	}
+	return id, true
+}
+
+// idProblem says what is wrong with the id of a refused submit or upload.
+func idProblem(what string, m *inbound) string {
+	id := ""
+	if m.ID != nil {
+		id = *m.ID
+	}
+	if !jobID.MatchString(id) {
+		return fmt.Sprintf("%s: id %q must be 1 to 64 characters of A-Z a-z 0-9 _ . : -", what, id)
+	}
+	return fmt.Sprintf("%s: id %q is held by an unfinished job or upload", what, id)
+}
 
 // call decodes a submit's inputs into an upstream call.
 func (m *inbound) call(endpoint string) (upstream.Call, error) {
@@ -87,9 +141,24 @@ type errorMsg struct {
 	RetryAfter *int   `json:"retry_after,omitempty"`
 }
 
-// upstreamError turns a job's failure into an error message.
+// A refusal is a failure the relay decides itself, with its code and a
+// message for people.
+type refusal struct {
+	code    string
+	message string
+}
+
+func (r *refusal) Error() string { return "session: " + r.code + ": " + r.message }
+
+// upstreamError turns a job's failure into an error message, for people:
+// never an address or a Go error chain (those are for the log).
 func upstreamError(id string, err error) *errorMsg {
-	e := &errorMsg{Type: "error", ID: id, Code: "internal", Message: "the relay failed; try again"}
+	e := &errorMsg{Type: "error", ID: id, Code: "internal", Message: "The relay failed; try again."}
+	var ref *refusal
+	if errors.As(err, &ref) {
+		e.Code, e.Message = ref.code, ref.message
+		return e
+	}
 	var ue *upstream.Error
 	if !errors.As(err, &ue) {
 		return e
@@ -99,7 +168,7 @@ func upstreamError(id string, err error) *errorMsg {
 		e.Code = "upstream_unavailable" // the relay's credentials, not the visitor's
 	}
 	if e.Message == "" {
-		e.Message = ue.Error()
+		e.Message = e.Title
 	}
 	if ue.RetryAfter > 0 {
 		s := int((ue.RetryAfter + time.Second - 1) / time.Second)
@@ -109,34 +178,50 @@ func upstreamError(id string, err error) *errorMsg {
 }
 
 // hello, the first message of every session, is {"type":"hello","protocol":…,"session":…,"endpoints":[…],
-// "limits":{…},"token":{…}}: helloHead, the endpoints, helloTail.
+// "limits":{…},"token":{…},"features":[…]}: helloHead, the endpoints, helloTail.
 type (
 	helloHead struct {
 		Type     string `json:"type"`
 		Protocol int    `json:"protocol"`
 		Session  string `json:"session"`
+		Relay    string `json:"relay,omitempty"`
 	}
 	helloTail struct {
-		Limits helloLimits `json:"limits"`
-		Token  helloToken  `json:"token"`
+		Limits   helloLimits `json:"limits"`
+		Token    helloToken  `json:"token"`
+		Features []string    `json:"features"`
 	}
 )
 
+// features are the optional parts of the protocol this relay speaks.
+var features = []string{"upload", "token_refresh"}
+
 type helloEndpoint struct {
-	Name    string            `json:"name"`
-	Inputs  []upstream.Param  `json:"inputs"`
-	Outputs []upstream.Output `json:"outputs"`
+	Name      string            `json:"name"`
+	Generator bool              `json:"generator,omitempty"`
+	Inputs    []upstream.Param  `json:"inputs"`
+	Outputs   []upstream.Output `json:"outputs"`
 }
 
 type helloLimits struct {
-	MaxJobs         int   `json:"max_jobs"`
-	MaxMessageBytes int64 `json:"max_message_bytes"`
-	MaxFileBytes    int64 `json:"max_file_bytes"`
+	MaxJobs               int   `json:"max_jobs"`
+	MaxMessageBytes       int64 `json:"max_message_bytes"`
+	MaxFileBytes          int64 `json:"max_file_bytes"`
+	MaxUploadBytes        int64 `json:"max_upload_bytes"`
+	MaxSessionUploadBytes int64 `json:"max_session_upload_bytes"`
+	UploadChunkBytes      int64 `json:"upload_chunk_bytes"`
 }
 
 type helloToken struct {
-	Present   bool       `json:"present"`
-	ExpiresAt *time.Time `json:"expires_at"`
+	Present   bool          `json:"present"`
+	ExpiresAt *time.Time    `json:"expires_at"`
+	ExpiresIn *int64        `json:"expires_in"`
+	Refresh   *helloRefresh `json:"refresh,omitempty"`
+}
+
+type helloRefresh struct {
+	URL string `json:"url"`
+	Key string `json:"key"`
 }
 
 func (s *Session) hello() ([]byte, error) {
@@ -147,13 +232,20 @@ func (s *Session) hello() ([]byte, error) {
 	// The endpoints, encoded once, are spliced in: handed to json.Marshal
 	// as a RawMessage they would be checked and compacted again for every
 	// session (9% of the relay's CPU per handshake).
-	head, err := json.Marshal(helloHead{Type: "hello", Protocol: 1, Session: s.cfg.ID})
+	head, err := json.Marshal(helloHead{Type: "hello", Protocol: 1, Session: s.cfg.ID, Relay: s.cfg.Version})
 	if err != nil {
 		return nil, err
 	}
+	c := &s.cfg
+	tok := helloToken{Present: s.token.value != "", ExpiresAt: s.token.exp, ExpiresIn: s.token.expiresIn(c.Now())}
+	if c.Refresh != nil {
+		tok.Refresh = &helloRefresh{URL: c.Refresh.URL, Key: c.Refresh.Key}
+	}
 	tail, err := json.Marshal(helloTail{
-		Limits: helloLimits{s.cfg.MaxJobs, s.cfg.MaxMessageBytes, s.cfg.MaxFileBytes},
-		Token:  helloToken{Present: s.cfg.Token != "", ExpiresAt: tokenExpiry(s.cfg.Token)},
+		Limits: helloLimits{c.MaxJobs, c.MaxMessageBytes, c.MaxFileBytes,
+			c.MaxUploadBytes, c.MaxSessionUploadBytes, c.UploadChunkBytes},
+		Token:    tok,
+		Features: features,
 	})
 	if err != nil {
 		return nil, err
@@ -176,11 +268,14 @@ func endpointsJSON(api *upstream.API) ([]byte, error) {
 	}
 	eps := make([]helloEndpoint, 0, len(api.Endpoints))
 	for _, ep := range api.Endpoints {
-		in := ep.Inputs
+		in, out := ep.Inputs, ep.Outputs
 		if in == nil {
 			in = []upstream.Param{}
 		}
-		eps = append(eps, helloEndpoint{Name: ep.Name, Inputs: in, Outputs: ep.Outputs})
+		if out == nil {
+			out = []upstream.Output{} // a State-only output: none a page sees
+		}
+		eps = append(eps, helloEndpoint{Name: ep.Name, Generator: ep.Generator, Inputs: in, Outputs: out})
 	}
 	b, err := json.Marshal(eps)
 	if err == nil {
@@ -189,24 +284,3 @@ func endpointsJSON(api *upstream.API) ([]byte, error) {
 	return b, err
 }
 
-// tokenExpiry reads the exp claim of a JWT; nil if tok is not a JWT with
-// one. The signature is not checked: the Space checks it; this only tells
-// the page when to refresh.
-func tokenExpiry(tok string) *time.Time {
-	parts := strings.Split(tok, ".")
-	if len(parts) != 3 {
-		return nil
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
-	if err != nil {
-		return nil
-	}
-	var claims struct {
-		Exp *float64 `json:"exp"`
-	}
-	if json.Unmarshal(payload, &claims) != nil || claims.Exp == nil {
-		return nil
-	}
-	t := time.Unix(int64(*claims.Exp), 0).UTC()
-	return &t
-}

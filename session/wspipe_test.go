@@ -14,20 +14,30 @@ import (
 
 // wsPipe returns the two ends of a WebSocket connection over net.Pipe:
 // no socket, so it works inside a testing/synctest bubble.
-func wsPipe(t testing.TB) (browser, relay *websocket.Conn) {
+func wsPipe(t testing.TB) (browser *websocket.Conn, relay *relayConn) {
 	t.Helper()
 	return wsPipeWith(t, &websocket.DialOptions{})
 }
 
+// relayConn is the relay's end: as the relay's own, its CloseNow cuts the
+// connection even while a Close waits.
+type relayConn struct {
+	*websocket.Conn
+	raw net.Conn
+}
+
+func (c *relayConn) CloseNow() error { return c.raw.Close() }
+
 // wsPipeWith is wsPipe with the browser's dial options.
-func wsPipeWith(t testing.TB, opts *websocket.DialOptions) (browser, relay *websocket.Conn) {
+func wsPipeWith(t testing.TB, opts *websocket.DialOptions) (browser *websocket.Conn, relay *relayConn) {
 	t.Helper()
 	client := &http.Client{Transport: pipeTransport(func(w http.ResponseWriter, r *http.Request) {
-		var err error
-		relay, err = websocket.Accept(w, r, nil)
+		c, err := websocket.Accept(w, r, nil)
 		if err != nil {
 			t.Errorf("Accept: %v", err)
+			return
 		}
+		relay = &relayConn{Conn: c, raw: w.(hijackable).conn}
 	})}
 	opts.HTTPClient = client
 	browser, _, err := websocket.Dial(context.Background(), "ws://relay.test/v1/ws", opts)

@@ -46,10 +46,12 @@ type Config struct {
 	// app sees it. It never appears in errors.
 	HFToken string
 
-	// HTTP sends every request. Nil means a client made for this job: a
-	// cookie jar (for replica affinity), pooled keep-alive connections, a
-	// 10 s connect timeout, a 30 s response-header timeout and no overall
-	// timeout, since streams live as long as their jobs.
+	// HTTP sends every request. Nil means a client made for this job:
+	// pooled keep-alive connections, a 10 s connect timeout, a 30 s
+	// response-header timeout and no overall timeout, since streams live
+	// as long as their jobs. Each Session sends its requests with a copy
+	// of it that has a cookie jar of the visitor's own (see NewSession);
+	// the Client's own requests (discovery) use its Jar, if any.
 	HTTP *http.Client
 
 	// StreamIdleTimeout is how long a queue/data stream may stay silent
@@ -159,6 +161,11 @@ func (c *Client) OpenConns() int64 {
 	return c.conns.Load()
 }
 
+// newHTTPClient returns the default HTTP client. Its jar holds the
+// cookies of discovery only: no visitor's cookie is in it. A cookie the
+// Space sets for one visitor (replica affinity among them: the replica
+// that took a visitor's join must serve the visitor's stream) lives in
+// that visitor's Session alone, so no cookie is shared between visitors.
 func newHTTPClient(open *atomic.Int64) *http.Client {
 	jar, _ := cookiejar.New(nil) // never fails without options
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
@@ -213,10 +220,15 @@ func (c *Client) request(ctx context.Context, method, u string, body io.Reader, 
 	return req, nil
 }
 
-// do sends req and returns the response if its status is 2xx. Any other
-// status is read (a little of it) and returned as an *Error.
+// do sends req with the Client's own HTTP client; see send.
 func (c *Client) do(req *http.Request, op string) (*http.Response, error) {
-	resp, err := c.http.Do(req)
+	return c.send(c.http, req, op)
+}
+
+// send sends req with hc and returns the response if its status is 2xx.
+// Any other status is read (a little of it) and returned as an *Error.
+func (c *Client) send(hc *http.Client, req *http.Request, op string) (*http.Response, error) {
+	resp, err := hc.Do(req)
 	if err != nil {
 		if ctxErr := req.Context().Err(); ctxErr != nil {
 			return nil, ctxErr
@@ -261,8 +273,9 @@ func (c *Client) getJSON(ctx context.Context, u, op string, v any) error {
 	return decodeBody(resp.Body, op, v)
 }
 
-// postJSON POSTs body as JSON to u and decodes the answer into v (if not nil).
-func (c *Client) postJSON(ctx context.Context, u, op string, body any, extra http.Header, v any) error {
+// postJSON POSTs body as JSON to u with hc and decodes the answer into v
+// (if not nil).
+func (c *Client) postJSON(ctx context.Context, hc *http.Client, u, op string, body any, extra http.Header, v any) error {
 	b, err := json.Marshal(body)
 	if err != nil {
 		return fmt.Errorf("upstream: %s: %w", op, err)
@@ -272,7 +285,7 @@ func (c *Client) postJSON(ctx context.Context, u, op string, body any, extra htt
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.do(req, op)
+	resp, err := c.send(hc, req, op)
 	if err != nil {
 		return err
 	}
@@ -288,7 +301,7 @@ func decodeBody(r io.Reader, op string, v any) error {
 	dec := json.NewDecoder(io.LimitReader(r, 32<<20))
 	dec.UseNumber()
 	if err := dec.Decode(v); err != nil {
-		return &Error{Code: CodeUnavailable, Message: op + ": the answer is not the JSON expected", Err: err}
+		return &Error{Code: CodeUnavailable, Message: msgBadAnswer, Err: fmt.Errorf("%s: the answer is not the JSON expected: %w", op, err)}
 	}
 	return nil
 }
@@ -296,3 +309,23 @@ func decodeBody(r io.Reader, op string, v any) error {
 // CloseIdleConnections closes the pooled connections that are not in use.
 // Sessions keep working; new requests open new connections.
 func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
+
+// cachedAPI returns the API description discovered last, or nil.
+func (c *Client) cachedAPI() *API {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.api
+}
+
+// cancel asks the upstream to cancel one job, with hc and header (the
+// visitor's), bounded in time. The job's completion, if any, comes on the
+// stream; the error says whether the upstream took the request.
+func (c *Client) cancel(hc *http.Client, header http.Header, api *API, hash string, fn int, eventID string) error {
+	if api == nil {
+		return errors.New("upstream: cancel before discovery")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.CancelTimeout)
+	defer cancel()
+	body := map[string]any{"session_hash": hash, "fn_index": fn, "event_id": eventID}
+	return c.postJSON(ctx, hc, api.BaseURL+api.Prefix+"/cancel", "cancel", body, header, nil)
+}

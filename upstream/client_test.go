@@ -252,30 +252,63 @@ func TestStreamReopensAfterCloseStream(t *testing.T) {
 	}
 }
 
+// Gradio 4.17 to 4.19 send a generator's later updates as edit lists even
+// when a join asks for full values; later versions take "simple_format".
 func TestEditListsGiveFullValues(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeApp{
+			version: "4.17.0", protocol: "sse_v2",
+			join: joined("e1"),
+			stream: func(w http.ResponseWriter, r *http.Request) {
+				for _, m := range []string{
+					`{"msg":"process_generating","event_id":"e1","success":true,"output":{"data":["Hel", null]}}`,
+					`{"msg":"process_generating","event_id":"e1","success":true,"output":{"data":[[["append",[],"lo"]], []]}}`,
+					`{"msg":"process_generating","event_id":"e1","success":true,"output":{"data":[[["replace",[],"Bye"]], []]}}`,
+				} {
+					sse(w, m)
+					time.Sleep(time.Second) // a generator's step
+				}
+				sse(w, done("e1", `["Bye", null]`))
+			},
+		}
+		c, err := upstream.New(upstream.Config{Target: "http://fake.invalid", HTTP: inMemory(f)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := c.NewSession(nil)
+		defer s.Close()
+		evs, err := run(t.Context(), s, upstream.Call{Data: []any{"x"}})
+		result(t, evs, err)
+		var got []string
+		for _, ev := range evs {
+			if p, ok := ev.(*upstream.Partial); ok {
+				got = append(got, fmt.Sprint(p.Data))
+			}
+		}
+		if strings.Join(got, " ") != "[Hel] [Hello] [Bye]" {
+			t.Errorf("partials = %v, want [Hel] [Hello] [Bye]", got)
+		}
+	})
+}
+
+// A join asks for full values of a generator's updates, never edit lists.
+func TestJoinAsksForFullValues(t *testing.T) {
+	var got map[string]any
 	f := &fakeApp{
-		join: joined("e1"),
+		join: func(w http.ResponseWriter, r *http.Request, body map[string]any) {
+			got = body
+			joined("e1")(w, r, body)
+		},
 		stream: func(w http.ResponseWriter, r *http.Request) {
-			sse(w,
-				`{"msg":"process_generating","event_id":"e1","success":true,"output":{"data":["Hel", null]}}`,
-				`{"msg":"process_generating","event_id":"e1","success":true,"output":{"data":[[["append",[],"lo"]], []]}}`,
-				`{"msg":"process_generating","event_id":"e1","success":true,"output":{"data":[[["replace",[],"Bye"]], []]}}`,
-				done("e1", `["Bye", null]`), `{"msg":"close_stream","event_id":null}`)
+			sse(w, done("e1", `["hi", null]`), `{"msg":"close_stream","event_id":null}`)
 		},
 	}
 	c := startFake(t, f, upstream.Config{})
 	s := c.NewSession(nil)
 	defer s.Close()
-	evs, err := run(t.Context(), s, upstream.Call{Data: []any{"x"}})
-	result(t, evs, err)
-	var got []string
-	for _, ev := range evs {
-		if p, ok := ev.(*upstream.Partial); ok {
-			got = append(got, fmt.Sprint(p.Data))
-		}
-	}
-	if strings.Join(got, " ") != "[Hel] [Hello] [Bye]" {
-		t.Errorf("partials = %v, want [Hel] [Hello] [Bye]", got)
+	complete(t, t.Context(), s, upstream.Call{Data: []any{"x"}})
+	if got["simple_format"] != true {
+		t.Errorf("join body = %v, want simple_format true", got)
 	}
 }
 

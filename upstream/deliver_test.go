@@ -12,19 +12,22 @@ import (
 	"github.com/spacerelay/spacerelay/upstream"
 )
 
-// Stream's fn runs on the session's reader once the job has caught up;
-// messages read while the job's Accepted is still being handled are kept
-// and come first, in order.
+// Issue 10: the reader never waits for a job. Messages read while the
+// job's Accepted is still being handled wait in its mailbox and come in
+// order; of the progress reports, the newest is kept and older ones may be
+// dropped, never the last.
 func TestEventsKeepOrderWhileAcceptedIsHandled(t *testing.T) {
 	const n = 50
 	written := make(chan struct{})
 	f := &fakeApp{join: joined("e1")}
 	f.stream = func(w http.ResponseWriter, r *http.Request) {
+		sse(w, `{"msg":"process_starts","event_id":"e1","eta":null}`)
 		for i := range n {
 			sse(w, fmt.Sprintf(`{"msg":"progress","event_id":"e1","progress_data":[{"index":%d,"length":%d,"unit":"steps","progress":null,"desc":null}]}`, i, n))
 		}
 		close(written)
-		sse(w, done("e1", `["ok", null]`), `{"msg":"close_stream","event_id":null}`)
+		sse(w, `{"msg":"log","event_id":"e1","log":"done drawing","level":"info","title":"t"}`,
+			done("e1", `["ok", null]`), `{"msg":"close_stream","event_id":null}`)
 	}
 	c := startFake(t, f, upstream.Config{})
 	s := c.NewSession(nil)
@@ -35,8 +38,12 @@ func TestEventsKeepOrderWhileAcceptedIsHandled(t *testing.T) {
 		case *upstream.Accepted:
 			<-written // the reader reads on meanwhile
 			got = append(got, "accepted")
+		case *upstream.Started:
+			got = append(got, "started")
 		case *upstream.Progress:
 			got = append(got, fmt.Sprint(*ev.Steps[0].Index))
+		case *upstream.Log:
+			got = append(got, "log")
 		case *upstream.Completed:
 			got = append(got, "completed")
 		}
@@ -45,13 +52,18 @@ func TestEventsKeepOrderWhileAcceptedIsHandled(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Stream() = %v", err)
 	}
-	want := []string{"accepted"}
-	for i := range n {
-		want = append(want, fmt.Sprint(i))
+	if len(got) < 5 || got[0] != "accepted" || got[1] != "started" || got[len(got)-3] != fmt.Sprint(n-1) ||
+		got[len(got)-2] != "log" || got[len(got)-1] != "completed" {
+		t.Fatalf("events = %v, want accepted, started, progress ending with %d, log, completed", got, n-1)
 	}
-	want = append(want, "completed")
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("events = %v, want %v", got, want)
+	last := -1
+	for _, g := range got[2 : len(got)-2] {
+		var i int
+		fmt.Sscan(g, &i)
+		if i <= last {
+			t.Fatalf("events = %v: progress out of order", got)
+		}
+		last = i
 	}
 }
 

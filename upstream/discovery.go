@@ -120,12 +120,6 @@ func (c *Client) API(ctx context.Context) (*API, error) {
 	return c.discoverShared(ctx)
 }
 
-func (c *Client) cachedAPI() *API {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.api
-}
-
 // discoverShared runs one discovery for all the callers that want one at
 // the same time: it reads /config, and /info too unless the app is the
 // one the cached API came from.

@@ -62,6 +62,8 @@ type Error struct {
 	Err error
 }
 
+// Error returns the code, the texts for people, and the cause: what a
+// log should say. Show people Title and Message only.
 func (e *Error) Error() string {
 	msg := e.Message
 	if e.Title != "" && msg != "" {
@@ -73,8 +75,8 @@ func (e *Error) Error() string {
 	if msg != "" {
 		s += ": " + msg
 	}
-	if e.Err != nil && e.Message == "" {
-		s += ": " + e.Err.Error()
+	if e.Err != nil {
+		s += " (" + e.Err.Error() + ")"
 	}
 	return s
 }
@@ -91,7 +93,24 @@ func CodeOf(err error) Code {
 	return ""
 }
 
-// unavailable wraps a transport failure.
+// Messages for people of failures whose details (an address, a Go error)
+// are for the log only: they stay in Error.Err.
+const (
+	msgUnreachable  = "The Space cannot be reached right now."
+	msgBadAnswer    = "The Space gave an answer that could not be read."
+	msgStreamBroke  = "The connection to the Space broke."
+	msgStreamSilent = "The Space fell silent: nothing came from it for too long."
+	msgSessionLost  = "The Space lost this visitor's session: it restarted, or it runs several replicas without sticky sessions."
+)
+
+// ErrSessionLost is the cause (Error.Err) of a failure because the
+// upstream no longer knows the session: a sign that it restarted or was
+// redeployed.
+var ErrSessionLost = errors.New("upstream: the upstream lost the session")
+
+var errNoEventID = errors.New("join: the upstream gave no event id")
+
+// unavailable wraps a transport failure of the request op.
 func unavailable(op string, err error) *Error {
-	return &Error{Code: CodeUnavailable, Message: fmt.Sprintf("%s: %v", op, err), Err: err}
+	return &Error{Code: CodeUnavailable, Message: msgUnreachable, Err: fmt.Errorf("%s: %w", op, err)}
 }

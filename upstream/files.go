@@ -2,16 +2,18 @@ package upstream
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"mime/multipart"
 	"net/http"
+	"net/textproto"
 	"net/url"
 	"path"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -68,13 +70,28 @@ type Download struct {
 	Size int64 // -1 if unknown
 }
 
-// Download opens an output file of a job, with the Client's credentials
-// and cookies. A file known to be larger than limit bytes gives
+// Download opens an output file of a job with the Client's own
+// credentials; a visitor's files are better fetched with
+// (*Session).Download. A file known to be larger than limit bytes gives
 // CodeFileTooLarge at once; one that turns out larger fails while reading.
 // limit <= 0 means no limit. The caller closes Body.
 func (c *Client) Download(ctx context.Context, f FileData, limit int64) (*Download, error) {
+	return c.download(ctx, c.http, nil, f, limit)
+}
+
+// Download opens an output file of one of the session's jobs with the
+// visitor's headers and cookies, as Client.Download does.
+func (s *Session) Download(ctx context.Context, f FileData, limit int64) (*Download, error) {
+	header, ok := s.snapshot()
+	if !ok {
+		return nil, ErrClosed
+	}
+	return s.c.download(ctx, s.http, header, f, limit)
+}
+
+func (c *Client) download(ctx context.Context, hc *http.Client, header http.Header, f FileData, limit int64) (*Download, error) {
 	if f.IsStream {
-		return nil, &Error{Code: CodeUnavailable, Message: "file " + f.Name() + " is a live stream, which spacerelay does not relay"}
+		return nil, &Error{Code: CodeUnavailable, Message: "File " + f.Name() + " is a live stream, which the relay does not pass on."}
 	}
 	if limit > 0 && f.Size > limit {
 		return nil, tooLarge(f.Name(), f.Size, limit)
@@ -92,12 +109,12 @@ func (c *Client) Download(ctx context.Context, f FileData, limit int64) (*Downlo
 	ctx, cancel := context.WithCancel(ctx)
 	timer := time.AfterFunc(c.cfg.StreamIdleTimeout, cancel)
 	stop := func() { timer.Stop(); cancel() }
-	req, err := c.request(ctx, http.MethodGet, u.String(), nil, nil)
+	req, err := c.request(ctx, http.MethodGet, u.String(), nil, header)
 	if err != nil {
 		stop()
 		return nil, err
 	}
-	resp, err := c.do(req, "download "+f.Name())
+	resp, err := c.send(hc, req, "download "+f.Name())
 	if err != nil {
 		stop()
 		return nil, err
@@ -166,10 +183,38 @@ func (b *limitedReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// Upload sends a file to the app's upload route and returns the FileData
-// value to put in a job's inputs. r is read to its end, at most limit
-// bytes (limit <= 0: the app's own max_file_size, if any).
+// Upload sends a file to the app's upload route with the Client's own
+// credentials and returns the FileData value to put in a job's inputs. r
+// is read to its end, at most limit bytes (limit <= 0: the app's own
+// max_file_size, if any). A visitor's files are better sent with
+// (*Session).Upload.
 func (c *Client) Upload(ctx context.Context, name string, r io.Reader, limit int64) (map[string]any, error) {
+	return c.upload(ctx, c.http, nil, Upload{Name: name, Size: -1, Body: r}, limit)
+}
+
+// Upload describes a file to send to the app.
+type Upload struct {
+	Name string    // the file's name, for the app
+	MIME string    // its media type, if known
+	Size int64     // its exact size in bytes, or -1 if not known
+	Body io.Reader // its bytes: read as they are sent, never held whole
+}
+
+// Upload streams a file to the app's upload route with the visitor's
+// headers and cookies, as its bytes come from u.Body, and returns the
+// FileData value to put in a job's inputs (its "meta" included, which
+// Gradio requires). A Body that ends before Size bytes, or brings more,
+// fails the upload. At most limit bytes are sent (limit <= 0: the app's
+// own max_file_size, if any).
+func (s *Session) Upload(ctx context.Context, u Upload, limit int64) (map[string]any, error) {
+	header, ok := s.snapshot()
+	if !ok {
+		return nil, ErrClosed
+	}
+	return s.c.upload(ctx, s.http, header, u, limit)
+}
+
+func (c *Client) upload(ctx context.Context, hc *http.Client, header http.Header, up Upload, limit int64) (map[string]any, error) {
 	api, err := c.API(ctx)
 	if err != nil {
 		return nil, err
@@ -177,34 +222,29 @@ func (c *Client) Upload(ctx context.Context, name string, r io.Reader, limit int
 	if limit <= 0 {
 		limit = api.MaxFileSize
 	}
-	var buf bytes.Buffer
-	mw := multipart.NewWriter(&buf)
-	part, err := mw.CreateFormFile("files", path.Base(name))
-	if err != nil {
-		return nil, fmt.Errorf("upstream: upload: %w", err)
+	name := path.Base(up.Name)
+	if limit > 0 && up.Size > limit {
+		return nil, tooLarge(name, up.Size, limit)
 	}
-	src := r
-	if limit > 0 {
-		src = io.LimitReader(r, limit+1)
-	}
-	n, err := io.Copy(part, src)
-	if err != nil {
-		return nil, fmt.Errorf("upstream: upload %s: %w", name, err)
-	}
-	if limit > 0 && n > limit {
-		return nil, &Error{Code: CodeFileTooLarge, Message: fmt.Sprintf("file %s is over the limit of %d bytes", name, limit)}
-	}
-	if err := mw.Close(); err != nil {
-		return nil, fmt.Errorf("upstream: upload: %w", err)
-	}
-	req, err := c.request(ctx, http.MethodPost, api.BaseURL+api.Prefix+"/upload", &buf,
-		http.Header{"Content-Type": {mw.FormDataContentType()}})
+	body, contentType, length, err := multipartBody(name, up, limit)
 	if err != nil {
 		return nil, err
 	}
-	req.ContentLength = int64(buf.Len())
-	resp, err := c.do(req, "upload "+name)
+	if header == nil {
+		header = http.Header{}
+	}
+	header.Set("Content-Type", contentType)
+	req, err := c.request(ctx, http.MethodPost, api.BaseURL+api.Prefix+"/upload", body, header)
 	if err != nil {
+		return nil, err
+	}
+	req.ContentLength = length
+	resp, err := c.send(hc, req, "upload "+name)
+	if err != nil {
+		var sized *sizeError
+		if errors.As(err, &sized) {
+			return nil, sized.err
+		}
 		return nil, err
 	}
 	defer resp.Body.Close()
@@ -213,10 +253,71 @@ func (c *Client) Upload(ctx context.Context, name string, r io.Reader, limit int
 		return nil, err
 	}
 	if len(paths) != 1 {
-		return nil, &Error{Code: CodeUnavailable, Message: "upload: the upstream answered " + strconv.Itoa(len(paths)) + " paths for one file"}
+		return nil, &Error{Code: CodeUnavailable, Message: msgBadAnswer, Err: fmt.Errorf("upload: the upstream answered %d paths for one file", len(paths))}
 	}
-	return map[string]any{
-		"path": paths[0], "orig_name": path.Base(name), "size": n,
+	f := map[string]any{
+		"path": paths[0], "orig_name": name,
 		"meta": map[string]any{"_type": "gradio.FileData"},
-	}, nil
+	}
+	if up.Size >= 0 {
+		f["size"] = up.Size
+	}
+	if up.MIME != "" {
+		f["mime_type"] = up.MIME
+	}
+	return f, nil
+}
+
+// multipartBody frames up.Body as the one part "files" of a form, read as
+// it is sent. length is -1 when up.Size is not known.
+func multipartBody(name string, up Upload, limit int64) (io.Reader, string, int64, error) {
+	var frame bytes.Buffer
+	mw := multipart.NewWriter(&frame)
+	h := textproto.MIMEHeader{}
+	h.Set("Content-Disposition", mime.FormatMediaType("form-data", map[string]string{"name": "files", "filename": name}))
+	h.Set("Content-Type", cmp.Or(up.MIME, "application/octet-stream"))
+	if _, err := mw.CreatePart(h); err != nil {
+		return nil, "", 0, fmt.Errorf("upstream: upload: %w", err)
+	}
+	head := frame.Len()
+	if err := mw.Close(); err != nil { // writes the closing boundary after the head
+		return nil, "", 0, fmt.Errorf("upstream: upload: %w", err)
+	}
+	b := frame.Bytes()
+	content := &sizedReader{r: up.Body, size: up.Size, limit: limit, name: name}
+	body := io.MultiReader(bytes.NewReader(b[:head]), content, bytes.NewReader(b[head:]))
+	length := int64(-1)
+	if up.Size >= 0 {
+		length = int64(len(b)) + up.Size
+	}
+	return body, mw.FormDataContentType(), length, nil
+}
+
+// sizedReader reads a file's bytes for an upload: exactly size of them
+// when size is known, never more than limit.
+type sizedReader struct {
+	r     io.Reader
+	size  int64 // -1: unknown
+	limit int64 // <= 0: none
+	name  string
+	n     int64
+}
+
+// sizeError carries an upload's own failure through the HTTP client.
+type sizeError struct{ err *Error }
+
+func (e *sizeError) Error() string { return e.err.Error() }
+
+func (r *sizedReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	r.n += int64(n)
+	switch {
+	case r.limit > 0 && r.n > r.limit:
+		return n, &sizeError{&Error{Code: CodeFileTooLarge, Message: fmt.Sprintf("File %s is over the limit of %d bytes.", r.name, r.limit)}}
+	case r.size >= 0 && r.n > r.size:
+		return n, &sizeError{&Error{Code: CodeInvalidInput, Message: fmt.Sprintf("File %s is longer than its size, %d bytes.", r.name, r.size)}}
+	case err == io.EOF && r.size >= 0 && r.n < r.size:
+		return n, &sizeError{&Error{Code: CodeInvalidInput, Message: fmt.Sprintf("File %s ended after %d of its %d bytes.", r.name, r.n, r.size)}}
+	}
+	return n, err
 }

@@ -31,7 +31,7 @@ func TestBadUpdateDoesNotStallTheSession(t *testing.T) {
 	f.stream = func(w http.ResponseWriter, r *http.Request) {
 		<-both
 		sse(w, `{"msg":"process_generating","event_id":"e1","success":true,"output":{"data":["a", null]}}`,
-			`{"msg":"process_generating","event_id":"e1","success":true,"output":{"data":[[["frobnicate",[],1]], []]}}`)
+			`{"msg":"process_generating","event_id":"e1","success":true,"output":"not an output"}`)
 		for range 40 { // more than a job's buffer
 			sse(w, `{"msg":"progress","event_id":"e1","progress_data":[]}`)
 		}

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"sync"
+	"net/http/cookiejar"
 	"time"
 
 	"github.com/google/uuid"
@@ -13,288 +13,290 @@ import (
 // ErrClosed is returned by Stream for a job of a Session that was closed.
 var ErrClosed = errors.New("upstream: session closed")
 
-// joinTimeout bounds a queue join.
-const joinTimeout = 30 * time.Second
-
-// maxEarly bounds the messages a Session keeps for event ids it does not
-// know yet (a job's first messages can beat the answer to its join).
-const maxEarly = 256
-
 // Session is one visitor's upstream Gradio session: one session_hash, the
-// visitor's headers, and one queue/data stream shared by all the visitor's
-// jobs, opened when a job needs it and closed by the server when none is
-// left. Gradio keeps a session's gr.State by its session_hash, so state
-// lives exactly as long as the Session.
+// visitor's headers and cookies, and one queue/data stream shared by all
+// the visitor's jobs, opened when a job needs it and closed by the server
+// when none is left. Gradio keeps a session's gr.State by its
+// session_hash, so state lives exactly as long as the Session.
 //
-// A Session is safe for concurrent use; run each job in its own goroutine
-// with Stream. Close it when the visitor leaves: that cancels what is left.
+// One goroutine owns a Session's state (run): its jobs, the messages that
+// came before their job was known, its cancels and its stream. Every other
+// goroutine reaches it through requests that run was made to take at once
+// (ctl), and run never waits on anybody: requests to the upstream (joins,
+// cancels, the stream) run in goroutines of their own and report back.
+//
+// Run each job in a goroutine of its own with Stream. Close the Session
+// when the visitor leaves: that cancels what is left.
 type Session struct {
 	// Static after NewSession.
 	c    *Client
 	hash string
+	http *http.Client    // c's transport, with this visitor's own cookie jar
+	ctl  chan func()     // work for run
+	msgs chan fromReader // the stream readers' messages and ends, for run
+	done chan struct{}   // closed when run returns
 
-	mu      sync.Mutex
-	header  http.Header     // the visitor's headers, sent on every join
-	jobs    map[string]*job // by event id: joined, not yet completed
-	early   map[string][]*message
-	nEarly  int
-	joining int                // joins in flight
-	reading bool               // a reader goroutine runs
-	stop    context.CancelFunc // ends the reader; set while reading
-	closed  bool
-	bg      sync.WaitGroup // the reader and cancel requests
+	// Owned by run.
+	header   http.Header     // the visitor's headers, for requests from now on
+	jobs     map[string]*job // by event id: joined and not completed
+	joins    []*joinReq      // waiting to join, in the order Stream was called; the first may be in flight
+	early    map[string][]*message
+	nEarly   int
+	reader   *reader              // the open queue/data stream, or nil
+	readers  int                  // streams opened so far
+	fnCancel map[int]int          // running-job cancels in flight, by function index
+	cancels  int                  // cancels in flight
+	busy     int                  // goroutines of the session that have not reported back, direct calls included
+	directs  []context.CancelFunc // direct calls in flight
+	close    closeState
+	watch    *time.Timer // the next check for a stuck stream, or nil
+	watchAt  time.Time
 }
 
-// job is one joined event, as the Session's reader sees it.
+// job is one joined event of a Session.
 type job struct {
-	id      string
-	fn      int
-	failed  chan struct{} // closed, with err set, when the stream failed
-	err     error
-	backlog []*message // early messages, handled before any other
+	// Static after the join.
+	id         string
+	fn         int
+	box        *mailbox
+	reg        int  // the first stream its messages can come on
+	holdQueued bool // the upstream cannot take it out of its queue (Gradio < 6.14)
 
-	// The job's follower (Stream): the reader hands it each message,
-	// one at a time, on the reader's goroutine.
-	t       *translator
-	deliver func(Event) error
-	call    sync.Mutex    // held while a message is handled
-	over    bool          // guarded by call: the job is over for Stream
-	result  error         // guarded by call: Stream's outcome, once over
-	ended   chan struct{} // closed when the follower saw the job end
-
-	// Guarded by Session.mu.
-	live         bool       // the reader hands messages straight to the follower
-	pending      []*message // read before the job went live
+	// Owned by run.
 	started      bool
+	abandoned    bool // its Stream has returned: nobody takes its mailbox
 	cancelWanted bool
-	cancelSent   bool // a cancel of the running job went out
-	dequeueSent  bool // a cancel that takes the queued job out went out
-	// holdQueued: the upstream cannot take a queued job out of its queue
-	// (Gradio before 6.14 answers the cancel but runs the job later all
-	// the same), so a queued job is cancelled when it starts.
-	holdQueued bool
+	cancelSent   bool      // a cancel of the running job went out
+	dequeueSent  bool      // a cancel that takes the queued job out went out
+	cancelled    time.Time // when a cancel of it was answered, while its completion is awaited
+	seen         int       // the last stream that brought a message of it
 }
 
 // NewSession starts a visitor's session. header holds the visitor's
-// headers (their X-IP-Token); they are sent on every queue join, which is
-// the request whose headers the app and ZeroGPU see. NewSession makes no
-// request.
+// headers (their X-IP-Token); they are sent on every request of the
+// session: the queue join is the one whose headers the app and ZeroGPU
+// see. NewSession makes no request. Close the Session when done: it owns a
+// goroutine until then.
 func (c *Client) NewSession(header http.Header) *Session {
-	return &Session{c: c, hash: uuid.NewString(), header: header.Clone(), jobs: make(map[string]*job)}
+	jar, _ := cookiejar.New(nil) // never fails without options
+	hc := *c.http
+	hc.Jar = jar // the visitor's cookies are the visitor's alone
+	s := &Session{
+		c: c, hash: uuid.NewString(), http: &hc,
+		ctl:    make(chan func()),
+		msgs:   make(chan fromReader),
+		done:   make(chan struct{}),
+		header: header.Clone(),
+		jobs:   make(map[string]*job),
+	}
+	go s.run()
+	return s
 }
 
 // Hash returns the session's session_hash.
 func (s *Session) Hash() string { return s.hash }
 
-// SetHeader replaces the visitor's headers for the jobs submitted from now
-// on (a refreshed X-IP-Token, for instance).
+// SetHeader replaces the visitor's headers (a refreshed X-IP-Token, for
+// instance) for the requests the session makes from its return on; a
+// request already on its way keeps the headers it went with.
 func (s *Session) SetHeader(h http.Header) {
-	s.mu.Lock()
-	s.header = h.Clone()
-	s.mu.Unlock()
+	h = h.Clone()
+	s.do(func() { s.header = h })
 }
 
-// Stream submits call and calls fn with each event of the job, in order:
-// *Accepted first, then any of *Queued, *Started, *Progress, *Log and
-// *Partial, and last *Completed or *Cancelled, after which it returns nil.
-//
-// A job that fails ends with an *Error from Stream (the app raised, ZeroGPU
-// refused, the upstream went away, …). If ctx is done first, Stream asks the
-// upstream to cancel the job (without waiting for the answer) and returns
-// ctx.Err(). If fn returns an error, the job is cancelled the same way and
-// Stream returns that error.
-//
-// fn is called once at a time and never after Stream returns, but not
-// always on Stream's goroutine: to hand each event on without a goroutine
-// switch, the session's stream reader calls it as it reads the message.
-// While fn runs, no other message of the session is read, so fn should be
-// quick; if it blocks, it must return once ctx is done (Close waits for
-// it, too).
+// do runs f on the session's owner and waits until it has. It reports
+// false, without running f, if the owner has ended (after Close).
+func (s *Session) do(f func()) bool {
+	ran := make(chan struct{})
+	select {
+	case s.ctl <- func() { f(); close(ran) }:
+		<-ran
+		return true
+	case <-s.done:
+		return false
+	}
+}
+
+// snapshot returns the visitor's current headers, for a request.
+func (s *Session) snapshot() (http.Header, bool) {
+	var h http.Header
+	ok := s.do(func() { h = s.header.Clone() })
+	return h, ok
+}
+
+// Stream submits call and follows the job to its end: Submit, then
+// Follow.
 func (s *Session) Stream(ctx context.Context, call Call, fn func(Event) error) error {
-	api, err := s.c.API(ctx)
+	j, err := s.Submit(ctx, call)
 	if err != nil {
 		return err
+	}
+	return j.Follow(fn)
+}
+
+// A Job is a call submitted to a Session. Follow it to its end.
+type Job struct {
+	s    *Session
+	ctx  context.Context
+	api  *API
+	ep   *Endpoint
+	data []any
+	req  *joinReq // nil for a direct call
+}
+
+// Submit checks call against the endpoint and queues it to join the
+// upstream queue after the calls submitted before it; it returns at once.
+// ctx governs the job: once it is done, the job is cancelled upstream.
+// The error is the call's own (an unknown endpoint, inputs the endpoint
+// does not take), or ErrClosed. Follow the job, always: the session's
+// next job joins once this one's Accepted has been handed on.
+func (s *Session) Submit(ctx context.Context, call Call) (*Job, error) {
+	api, err := s.c.API(ctx)
+	if err != nil {
+		return nil, err
 	}
 	ep, err := api.Endpoint(call.Endpoint)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	data, err := ep.payload(call)
 	if err != nil {
-		return err
-	}
-	j, err := s.submit(ctx, api, ep, data, fn)
-	if err != nil {
-		return err
-	}
-	if err := fn(&Accepted{EventID: j.id}); err != nil {
-		s.abandon(j)
-		return err
-	}
-	s.catchUp(j)
-	select {
-	case <-j.ended:
-	case <-j.failed:
-	case <-ctx.Done():
-	}
-	return s.finish(ctx, j)
-}
-
-// submit joins the queue and registers the job with the reader.
-func (s *Session) submit(ctx context.Context, api *API, ep *Endpoint, data []any, fn func(Event) error) (*job, error) {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil, ErrClosed
-	}
-	s.joining++
-	header := s.header.Clone()
-	s.mu.Unlock()
-
-	// The join runs to its end even if ctx ends: a job the upstream queued
-	// must be known, to be cancelled.
-	jctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), joinTimeout)
-	id, err := s.join(jctx, api, ep, data, header)
-	cancel()
-
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.joining--
-	if err != nil {
-		s.dropEarly()
 		return nil, err
 	}
-	if s.closed { // Close did not know this job: cancel it here
-		fn := ep.fnIndex // (Gradio before 6.14: all it can do)
-		if api.dequeues {
-			fn = noFunction // just queued: taken out, no running sibling touched
-		}
-		s.mu.Unlock()
-		s.c.cancel(s.hash, fn, id)
-		s.mu.Lock()
+	j := &Job{s: s, ctx: ctx, api: api, ep: ep, data: data}
+	if ep.direct() {
+		return j, nil
+	}
+	j.req = &joinReq{api: api, ep: ep, data: data, ctx: ctx, reply: make(chan joinReply, 1)}
+	if !s.do(func() { s.addJoin(j.req) }) {
 		return nil, ErrClosed
-	}
-	j := &job{id: id, fn: ep.fnIndex, failed: make(chan struct{}), holdQueued: !api.dequeues,
-		t: &translator{api: api, ep: ep}, deliver: fn, ended: make(chan struct{})}
-	j.backlog = s.early[id]
-	s.nEarly -= len(j.backlog)
-	delete(s.early, id)
-	s.dropEarly()
-	for _, m := range j.backlog {
-		switch m.Msg {
-		case "process_starts":
-			j.started = true
-		case "process_completed":
-			return j, nil // over before it was known: the reader has nothing more for it
-		}
-	}
-	s.jobs[id] = j
-	s.ensureReader(api)
-	if ctx.Err() != nil { // given up while joining
-		j.cancelWanted = true
-		s.flushCancels()
-		return nil, ctx.Err()
 	}
 	return j, nil
 }
 
-// dropEarly forgets early messages once no join is in flight: nobody can
-// claim them any more. Called with mu held.
-func (s *Session) dropEarly() {
-	if s.joining == 0 && s.nEarly > 0 {
-		s.early, s.nEarly = nil, 0
+// Follow calls fn with each event of the job, in order: *Accepted first,
+// then any of *Queued, *Started, *Progress, *Log and *Partial, and last
+// *Completed or *Cancelled, after which it returns nil. fn runs on
+// Follow's own goroutine, and never after Follow returns.
+//
+// A job that fails ends with an *Error (the app raised, ZeroGPU refused,
+// the upstream went away, …). If the job's context is done first, Follow
+// asks the upstream to cancel the job (without waiting for the answer)
+// and returns the context's error. If fn returns an error, the job is
+// cancelled the same way and Follow returns that error.
+//
+// While fn runs, the job's next messages wait in a mailbox of the job's,
+// where the newest *Queued, *Progress and *Partial replaces an older one
+// not yet handed over; nothing else is dropped, and other jobs of the
+// session go on meanwhile. A generator's last output comes once, as the
+// *Completed (see partialHold).
+func (j *Job) Follow(fn func(Event) error) error {
+	s := j.s
+	if j.req == nil {
+		return s.direct(j.ctx, j.api, j.ep, j.data, fn)
 	}
+	job, next, err := s.awaitJoin(j.ctx, j.req)
+	if err != nil {
+		return err
+	}
+	err = fn(&Accepted{EventID: job.id})
+	next() // the next job may join
+	if err != nil {
+		s.giveUp(job)
+		return err
+	}
+	return s.follow(j.ctx, j.api, j.ep, job, fn)
 }
 
-func (s *Session) join(ctx context.Context, api *API, ep *Endpoint, data []any, header http.Header) (string, error) {
-	body := map[string]any{
-		"data": data, "fn_index": ep.fnIndex, "session_hash": s.hash,
-		"event_data": nil, "trigger_id": nil,
-	}
-	if header == nil {
-		header = http.Header{}
-	}
-	header.Set("X-Gradio-User", "api")
-	var r struct {
-		EventID string `json:"event_id"`
-	}
-	if err := s.c.postJSON(ctx, api.BaseURL+api.Prefix+"/queue/join", "join", body, header, &r); err != nil {
-		return "", err
-	}
-	if r.EventID == "" {
-		return "", &Error{Code: CodeUnavailable, Message: "join: the upstream gave no event id"}
-	}
-	return r.EventID, nil
-}
+// partialHold is how long a partial output may wait before it is handed
+// on: if the job's completion comes meanwhile, the partial is dropped, so
+// that a generator's last output (which the completion carries again)
+// reaches fn once, as the *Completed.
+const partialHold = 25 * time.Millisecond
 
-// catchUp handles the job's early messages and what the reader kept for
-// it since, then lets the reader hand it messages directly.
-func (s *Session) catchUp(j *job) {
-	j.call.Lock()
-	defer j.call.Unlock()
-	msgs := j.backlog
-	j.backlog = nil
+// follow hands the job's messages to fn until the job ends.
+func (s *Session) follow(ctx context.Context, api *API, ep *Endpoint, j *job, fn func(Event) error) error {
+	f := follower{t: &translator{api: api, ep: ep}, fn: fn}
+	defer f.stopHold()
+	var msgs []*message
 	for {
-		for _, m := range msgs {
-			s.handle(j, m)
+		var err error
+		if msgs, err = j.box.take(ctx, msgs, f.holdC()); err == nil && msgs == nil {
+			err = f.release() // held long enough
 		}
-		s.mu.Lock()
-		msgs, j.pending = j.pending, nil
-		if len(msgs) == 0 {
-			j.live = true
-			s.mu.Unlock()
-			return
+		for i := 0; err == nil && i < len(msgs); i++ {
+			err = f.handle(msgs[i])
 		}
-		s.mu.Unlock()
+		if err == nil {
+			continue
+		}
+		if err == errJobOver {
+			return nil
+		}
+		s.giveUp(j) // (nothing to cancel if the job has completed upstream)
+		return err
 	}
 }
 
-// handle translates one message of the job and hands the event to the
-// follower. Called with j.call held.
-func (s *Session) handle(j *job, m *message) {
-	if j.over {
-		return
+// errJobOver ends follow: the job's terminal event was handed on.
+var errJobOver = errors.New("job over")
+
+// follower is one Stream's state while it hands events to fn.
+type follower struct {
+	t    *translator
+	fn   func(Event) error
+	held *Partial    // a partial output waiting (see partialHold)
+	hold *time.Timer // fires when held has waited long enough
+}
+
+func (f *follower) handle(m *message) error {
+	ev, err := f.t.event(m)
+	if err != nil || ev == nil {
+		return err
 	}
-	ev, err := j.t.event(m)
-	if err != nil && m.Msg != "process_completed" {
-		s.abandon(j) // an unreadable update: the job cannot go on
-	}
-	switch {
-	case err != nil:
-		j.end(err)
-	case ev == nil:
-	default:
-		if err := j.deliver(ev); err != nil {
-			s.abandon(j)
-			j.end(err)
-		} else if isTerminal(ev) {
-			j.end(nil)
+	if p, ok := ev.(*Partial); ok {
+		if f.held == nil {
+			f.hold = time.NewTimer(partialHold)
 		}
+		f.held = p // a newer one replaces it: it is superseded
+		return nil
 	}
+	if _, ok := ev.(*Completed); ok {
+		f.stopHold() // the completion carries the held values again
+	} else if err := f.release(); err != nil {
+		return err
+	}
+	if err := f.fn(ev); err != nil {
+		return err
+	}
+	if isTerminal(ev) {
+		return errJobOver
+	}
+	return nil
 }
 
-// end ends the job for Stream. Called with j.call held.
-func (j *job) end(err error) {
-	j.over, j.result = true, err
-	close(j.ended)
+// release hands on the held partial, if any.
+func (f *follower) release() error {
+	p := f.held
+	f.stopHold()
+	if p == nil {
+		return nil
+	}
+	return f.fn(p)
 }
 
-// finish ends Stream: it waits for a message being handled, and returns
-// the job's outcome.
-func (s *Session) finish(ctx context.Context, j *job) error {
-	j.call.Lock()
-	defer j.call.Unlock()
-	if j.over {
-		return j.result
+func (f *follower) stopHold() {
+	if f.hold != nil {
+		f.hold.Stop()
 	}
-	j.over = true
-	select {
-	case <-j.failed: // the reader has handled all it read before it failed
-		return j.err
-	default:
+	f.held, f.hold = nil, nil
+}
+
+func (f *follower) holdC() <-chan time.Time {
+	if f.hold == nil {
+		return nil
 	}
-	s.abandon(j)
-	return ctx.Err()
+	return f.hold.C
 }
 
 func isTerminal(ev Event) bool {
@@ -305,86 +307,18 @@ func isTerminal(ev Event) bool {
 	return false
 }
 
-// abandon cancels j upstream if it is unfinished; the reader keeps no
-// more of its messages.
-func (s *Session) abandon(j *job) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.jobs[j.id] == j {
-		j.cancelWanted = true
-		s.flushCancels()
-	}
-}
-
-// flushCancels sends the cancels that are safe to send. Gradio's /cancel
-// first cancels every running job of the given function in the session,
-// and only then takes the given event out of the queue. So:
-//   - a queued job is taken out with a function index no job has
-//     (noFunction): that touches no running job, and gives the next
-//     queued one no chance to start (Gradio 6.14 and later);
-//   - a running job is cancelled with its own function index, once no
-//     sibling of that function that is still wanted is running: the
-//     cancel waits for the sibling (with one job at a time, the job cannot
-//     start meanwhile);
-//   - on Gradio before 6.14, which cannot take a job out of its queue, a
-//     queued job is cancelled when it starts.
-//
-// Called with mu held.
-func (s *Session) flushCancels() {
-	if s.closed {
-		return
-	}
-	for _, j := range s.jobs {
-		if !j.cancelWanted || j.cancelSent {
-			continue
-		}
-		fn := j.fn
-		switch {
-		case !j.started && !j.holdQueued:
-			if j.dequeueSent {
-				continue
-			}
-			j.dequeueSent, fn = true, noFunction
-		case !j.started || s.siblingRunning(j):
-			continue
-		default:
-			j.cancelSent = true
-		}
-		s.bg.Add(1)
-		go func() {
-			defer s.bg.Done()
-			s.c.cancel(s.hash, fn, j.id)
-		}()
-	}
-}
-
-// noFunction is a function index no Gradio function has: a /cancel with it
-// cancels no running job and only takes its event out of the queue.
-const noFunction = -1
-
-func (s *Session) siblingRunning(j *job) bool {
-	for _, k := range s.jobs {
-		if k != j && k.fn == j.fn && k.started && !k.cancelWanted {
-			return true
-		}
-	}
-	return false
-}
-
-// failAll ends every registered job with err. Called with mu held.
-func (s *Session) failAll(err error) {
-	for id, j := range s.jobs {
-		j.err = err
-		close(j.failed)
-		delete(s.jobs, id)
-	}
-	s.early, s.nEarly = nil, 0
+// giveUp tells the owner that nobody follows j any more: it is cancelled
+// upstream unless it has completed.
+func (s *Session) giveUp(j *job) {
+	s.do(func() { s.abandon(j) })
 }
 
 // Close cancels the session's unfinished jobs upstream, closes its stream
-// and waits (at most about twice the Client's CancelTimeout) until every
-// request and goroutine of the session has ended. Streams still running
-// return ErrClosed. Close is idempotent.
+// and returns once every request and goroutine of the session has ended:
+// joins in flight are waited for (at most closeJoinWait) so that their
+// jobs are cancelled too, and each cancel is bounded by the Client's
+// CancelTimeout. Streams still running return ErrClosed at once. Close is
+// idempotent.
 //
 // Queued jobs are taken out of the queue first, then the running ones are
 // cancelled, then the stream closes: in any other order a queued job can
@@ -392,65 +326,7 @@ func (s *Session) failAll(err error) {
 // take a job out of its queue: there the stream is closed first, which
 // drops the session's queued jobs once Gradio notices.)
 func (s *Session) Close() error {
-	s.mu.Lock()
-	if !s.closed {
-		s.closed = true
-		var queued, running []*job
-		for _, j := range s.jobs {
-			switch {
-			case j.cancelSent:
-			case j.started:
-				running = append(running, j)
-			case !j.holdQueued:
-				queued = append(queued, j)
-			}
-			j.cancelSent = true
-		}
-		stop := s.stop
-		if len(queued) == 0 && stop != nil {
-			stop() // nothing to take out: the stream can go now
-		}
-		s.bg.Add(1)
-		go func() {
-			defer s.bg.Done()
-			s.cancelAll(queued, true)
-			s.cancelAll(running, false)
-			if stop != nil {
-				stop()
-			}
-		}()
-		s.failAll(ErrClosed)
-	}
-	s.mu.Unlock()
-	s.bg.Wait()
+	s.do(s.beginClose)
+	<-s.done
 	return nil
-}
-
-// cancelAll cancels jobs upstream, all at once, and waits for the answers:
-// with dequeue, it only takes them out of the queue (see flushCancels).
-func (s *Session) cancelAll(jobs []*job, dequeue bool) {
-	var wg sync.WaitGroup
-	for _, j := range jobs {
-		fn := j.fn
-		if dequeue {
-			fn = noFunction
-		}
-		wg.Go(func() { s.c.cancel(s.hash, fn, j.id) })
-	}
-	wg.Wait()
-}
-
-// cancel asks the upstream to cancel one job, bounded in time. The answer
-// does not matter: the job's completion, if any, comes on the stream.
-func (c *Client) cancel(hash string, fn int, eventID string) {
-	c.mu.Lock()
-	api := c.api
-	c.mu.Unlock()
-	if api == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.CancelTimeout)
-	defer cancel()
-	body := map[string]any{"session_hash": hash, "fn_index": fn, "event_id": eventID}
-	_ = c.postJSON(ctx, api.BaseURL+api.Prefix+"/cancel", "cancel", body, nil, nil)
 }

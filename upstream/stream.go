@@ -3,7 +3,6 @@ package upstream
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"sync/atomic"
@@ -13,58 +12,122 @@ import (
 // errStreamDone ends a stream that the server has finished with.
 var errStreamDone = errors.New("stream done")
 
-// maxEmptyReopens bounds reopening a stream that closes at once although
-// jobs are still registered (the server no longer knows them).
-const maxEmptyReopens = 3
+// reader is one queue/data stream of a session: a goroutine reads it and
+// hands every message to the session's owner, which owns this struct.
+type reader struct {
+	seq     int                // its place among the session's streams, from 1
+	stop    context.CancelFunc // ends it
+	last    time.Time          // when its last message (a heartbeat included) came, or it opened
+	got     int                // job messages it brought
+	stopped bool               // the owner ended it: its end is no failure
+}
 
-// ensureReader starts the session's stream reader unless one runs.
-// Called with mu held.
+// fromReader is what a stream reader hands to the owner: a message, or
+// the stream's end (end, with err nil when the server ended it properly).
+type fromReader struct {
+	r   *reader
+	m   *message
+	end bool
+	err error
+}
+
+// ensureReader opens the session's stream unless one is open.
 func (s *Session) ensureReader(api *API) {
-	if s.reading || s.closed {
+	if s.reader != nil || s.close.streamClosed {
 		return
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s.reading, s.stop = true, cancel
-	s.bg.Add(1)
-	go s.readLoop(ctx, api)
+	ctx, stop := context.WithCancel(context.Background())
+	s.readers++
+	r := &reader{seq: s.readers, stop: stop, last: time.Now()}
+	s.reader = r
+	s.busy++
+	header := s.header.Clone()
+	go s.read(ctx, r, api, header)
 }
 
-// readLoop reads the session's queue/data stream, reopening it after a
-// close_stream if jobs are still registered, until none is left, the
-// stream breaks, or Close stops it.
-func (s *Session) readLoop(ctx context.Context, api *API) {
-	defer s.bg.Done()
-	empty := 0
-	for {
-		got, err := s.readStream(ctx, api)
-		if got > 0 {
-			empty = 0
-		} else if err == nil {
-			empty++
-		}
-		if err == nil && empty > maxEmptyReopens {
-			err = &Error{Code: CodeUnavailable, Message: "the upstream keeps closing the stream of unfinished jobs"}
-		}
-		s.mu.Lock()
-		if err == nil && ctx.Err() == nil && (len(s.jobs) > 0 || s.joining > 0) {
-			s.mu.Unlock()
-			continue // a job joined as the stream closed: its messages wait upstream
-		}
-		if err != nil && ctx.Err() == nil {
-			s.failAll(err)
-		}
-		s.reading = false
-		s.stop()
-		s.stop = nil
-		s.mu.Unlock()
-		return
+// stopReader ends the stream on purpose.
+func (s *Session) stopReader() {
+	if s.reader != nil {
+		s.reader.stopped = true
+		s.reader.stop()
 	}
 }
 
-// readStream opens the stream once and dispatches its messages. It returns
-// how many job messages it read, and nil when the server ended the stream
-// properly.
-func (s *Session) readStream(ctx context.Context, api *API) (int, error) {
+// replaceStream gives up a stream that stopped answering: its jobs fail
+// with err (the upstream drops what it still had of them when it notices
+// the stream gone), and the next job opens a new one.
+func (s *Session) replaceStream(err error) {
+	s.stopReader()
+	s.reader = nil // its end is not waited for
+	s.failAll(err)
+}
+
+// fromReader takes what a stream reader handed over.
+func (s *Session) fromReader(f fromReader) {
+	r := f.r
+	if f.end {
+		s.busy--
+		if s.reader == r {
+			s.reader = nil
+			s.streamEnded(r, f.err)
+		}
+		s.advanceClose()
+		return
+	}
+	if s.reader != r {
+		return // a stream given up, still talking
+	}
+	r.last = time.Now()
+	m := f.m
+	if m.EventID == nil {
+		return // a heartbeat, and anything new
+	}
+	r.got++
+	api := s.c.cachedAPI()
+	j := s.jobs[*m.EventID]
+	if j == nil {
+		s.keepEarly(*m.EventID, m)
+		return
+	}
+	j.seen = r.seq
+	s.deliver(api, j, m)
+	if api != nil && !api.closeStream && len(s.jobs) == 0 && !s.joinFlying() {
+		s.stopReader() // old protocols: nothing pending, nothing will close it
+	}
+}
+
+// streamEnded handles the end of the session's stream. A stream that broke
+// fails every job. One the server ended properly is reopened for the jobs
+// left; but a job that was known before this stream opened and got no
+// word on it has been forgotten by the server: it fails.
+func (s *Session) streamEnded(r *reader, err error) {
+	if err != nil && !r.stopped {
+		s.failAll(err)
+		return
+	}
+	for id, j := range s.jobs {
+		if j.reg < r.seq && j.seen != r.seq {
+			delete(s.jobs, id)
+			if !j.abandoned {
+				j.box.fail(errDropped)
+			}
+		}
+	}
+	if !s.close.begun && (len(s.jobs) > 0 || s.joinFlying()) {
+		s.ensureReader(s.c.cachedAPI())
+	}
+}
+
+// read reads one stream to its end and hands each message to the owner.
+func (s *Session) read(ctx context.Context, r *reader, api *API, header http.Header) {
+	err := s.readStream(ctx, r, api, header)
+	if errors.Is(err, errStreamDone) {
+		err = nil
+	}
+	s.msgs <- fromReader{r: r, end: true, err: err}
+}
+
+func (s *Session) readStream(ctx context.Context, r *reader, api *API, header http.Header) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	idle := s.c.cfg.StreamIdleTimeout
@@ -72,45 +135,54 @@ func (s *Session) readStream(ctx context.Context, api *API) (int, error) {
 	timer := time.AfterFunc(idle, func() { silent.Store(true); cancel() })
 	defer timer.Stop()
 
+	if header == nil {
+		header = http.Header{}
+	}
+	header.Set("Accept", "text/event-stream")
 	u := api.BaseURL + api.Prefix + "/queue/data?session_hash=" + s.hash
-	req, err := s.c.request(ctx, http.MethodGet, u, nil, http.Header{"Accept": {"text/event-stream"}})
+	req, err := s.c.request(ctx, http.MethodGet, u, nil, header)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	resp, err := s.c.do(req, "stream")
+	resp, err := s.c.send(s.http, req, "stream")
+	if err != nil {
+		return s.streamError(ctx, err, &silent)
+	}
+	defer resp.Body.Close()
+	body := &idleReader{r: resp.Body, t: timer, d: idle}
+	err = parseSSE(body, s.c.cfg.MaxEventBytes, func(data []byte) error {
+		m, err := decodeMessage(data)
+		if err != nil {
+			return &Error{Code: CodeUnavailable, Message: msgBadAnswer, Err: err}
+		}
+		m.read = body.last
+		switch {
+		case m.EventID != nil:
+		case m.Msg == "close_stream":
+			return errStreamDone
+		case m.Msg == "unexpected_error":
+			return streamFailure(m)
+		}
+		select {
+		case s.msgs <- fromReader{r: r, m: m}:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
 	if err == nil {
-		defer resp.Body.Close()
-		got := 0
-		body := &idleReader{r: resp.Body, t: timer, d: idle}
-		err = parseSSE(body, s.c.cfg.MaxEventBytes, func(data []byte) error {
-			m, err := decodeMessage(data)
-			if err != nil {
-				return &Error{Code: CodeUnavailable, Message: "stream: a message is not valid JSON", Err: err}
-			}
-			m.read = body.last
-			if m.EventID != nil {
-				got++
-			}
-			timer.Stop() // a slow consumer is not a silent upstream
-			err = s.dispatch(api, m)
-			timer.Reset(idle)
-			return err
-		})
-		if err == nil {
-			err = &Error{Code: CodeUnavailable, Message: "stream: the upstream ended the stream with jobs unfinished"}
-		}
-		if errors.Is(err, errStreamDone) {
-			return got, nil
-		}
-		return got, s.streamError(ctx, err, &silent)
+		err = &Error{Code: CodeUnavailable, Message: msgStreamBroke, Err: errors.New("stream: the upstream ended the stream with jobs unfinished")}
 	}
-	return 0, s.streamError(ctx, err, &silent)
+	if errors.Is(err, errStreamDone) {
+		return err
+	}
+	return s.streamError(ctx, err, &silent)
 }
 
 func (s *Session) streamError(ctx context.Context, err error, silent *atomic.Bool) error {
 	switch {
 	case silent.Load():
-		return &Error{Code: CodeUnavailable, Message: fmt.Sprintf("stream: the upstream was silent for %v", s.c.cfg.StreamIdleTimeout)}
+		return &Error{Code: CodeUnavailable, Message: msgStreamSilent}
 	case ctx.Err() != nil:
 		return ctx.Err()
 	}
@@ -118,72 +190,18 @@ func (s *Session) streamError(ctx context.Context, err error, silent *atomic.Boo
 	if errors.As(err, &e) {
 		return err
 	}
-	return unavailable("stream", err)
-}
-
-// dispatch hands a message to its job, or handles a stream-level one.
-func (s *Session) dispatch(api *API, m *message) error {
-	if m.EventID == nil {
-		switch m.Msg {
-		case "close_stream":
-			return errStreamDone
-		case "unexpected_error":
-			return streamFailure(m)
-		}
-		return nil // heartbeat, and anything new
-	}
-	id := *m.EventID
-	s.mu.Lock()
-	j := s.jobs[id]
-	if j == nil {
-		// A completion is always kept: without it a job would wait forever.
-		if s.joining > 0 && (s.nEarly < maxEarly || m.Msg == "process_completed") {
-			if s.early == nil {
-				s.early = make(map[string][]*message)
-			}
-			s.early[id] = append(s.early[id], m)
-			s.nEarly++
-		}
-		s.mu.Unlock()
-		return nil
-	}
-	end := false
-	switch m.Msg {
-	case "process_starts":
-		j.started = true
-		if j.cancelWanted {
-			s.flushCancels() // a job held back until it started
-		}
-	case "process_completed":
-		delete(s.jobs, id)
-		s.flushCancels()
-		end = !api.closeStream && len(s.jobs) == 0 && s.joining == 0
-	}
-	live := j.live
-	if !live && !j.cancelWanted {
-		j.pending = append(j.pending, m) // Stream has not caught up yet
-	}
-	s.mu.Unlock()
-	if live {
-		j.call.Lock()
-		s.handle(j, m)
-		j.call.Unlock()
-	}
-	if end {
-		return errStreamDone // old protocols: nothing pending, nothing will close it
-	}
-	return nil
+	return &Error{Code: CodeUnavailable, Message: msgStreamBroke, Err: err}
 }
 
 func streamFailure(m *message) *Error {
 	if m.SessionNotFound {
-		return &Error{Code: CodeUnavailable, Message: "the upstream lost this session (it restarted, or it runs several replicas without sticky sessions)"}
+		return &Error{Code: CodeUnavailable, Message: msgSessionLost, Err: ErrSessionLost}
 	}
-	msg := str(m.Message)
-	if msg == "" {
-		msg = "the upstream reported an unexpected error"
+	// The Space's own words ("Server stopped unexpectedly."), if it said any.
+	if msg := cleanText(str(m.Message)); msg != "" {
+		return &Error{Code: CodeUnavailable, Message: truncate(msg, maxBodyMessage), Err: errors.New("stream: unexpected_error")}
 	}
-	return &Error{Code: CodeUnavailable, Message: msg}
+	return &Error{Code: CodeUnavailable, Message: msgStreamBroke, Err: errors.New("stream: unexpected_error without a message")}
 }
 
 // idleReader pushes the stream's idle deadline back on every read that

@@ -8,10 +8,29 @@ import (
 // translator turns one job's stream messages into Events. It keeps the
 // job's current outputs, to apply a generator's edit lists.
 type translator struct {
-	api  *API
-	ep   *Endpoint
-	prev []any // full output values of the last process_generating
-	seen bool  // a process_generating has arrived
+	api     *API
+	ep      *Endpoint
+	prev    []any     // full output values of the last process_generating
+	seen    bool      // a process_generating has arrived
+	started time.Time // when process_starts was read
+}
+
+// editLists reports whether the upstream sends a generator's updates
+// after the first as edit lists even when a join asks for full values
+// ("simple_format", Gradio 4.20 and later): Gradio 4.17 to 4.19.
+func (a *API) editLists() bool { return a.diffs && versionLess(a.Version, 4, 20) }
+
+// droppable reports whether a newer message of m's kind may replace m
+// before its job takes it: a queue position, a progress report, or a
+// partial output that carries full values.
+func (a *API) droppable(m *message) bool {
+	switch m.Msg {
+	case "estimation", "progress":
+		return true
+	case "process_generating", "process_streaming":
+		return a == nil || !a.editLists()
+	}
+	return false
 }
 
 // event translates m. It returns a nil Event for messages that carry
@@ -36,6 +55,7 @@ func (t *translator) translate(m *message) (Event, error) {
 		}
 		return q, nil
 	case "process_starts":
+		t.started = m.read
 		return &Started{ETA: m.ETA}, nil
 	case "progress":
 		return &Progress{Steps: m.ProgressData}, nil
@@ -57,7 +77,7 @@ func (t *translator) partial(m *message) (Event, error) {
 	if err != nil {
 		return nil, broken("a partial output", err)
 	}
-	if !t.seen || !t.api.diffs || m.Msg == "process_streaming" {
+	if !t.seen || !t.api.editLists() || m.Msg == "process_streaming" {
 		t.seen, t.prev = true, out.Data
 		return &Partial{Data: t.ep.outputs(out.Data)}, nil
 	}
@@ -91,7 +111,11 @@ func (t *translator) completed(m *message) (Event, error) {
 		return &Cancelled{}, nil // the synthetic completion of a cancel
 	}
 	c := &Completed{Data: t.ep.outputs(out.Data)}
-	if out.Duration != nil {
+	switch {
+	case t.ep.Generator && !t.started.IsZero() && !m.read.IsZero():
+		// Gradio's duration of a generator is its last step's.
+		c.Duration = m.read.Sub(t.started).Seconds()
+	case out.Duration != nil:
 		c.Duration = *out.Duration
 	}
 	return c, nil

@@ -96,7 +96,9 @@
 //	}
 //
 // Error keys: "handshake:<code>" for a refused upgrade (the code of its JSON
-// body, or "http_<status>"), "dial:<reason>" for a connection that failed,
+// body, or "http_<status>", or of the close frame that refused the socket
+// before its hello: missing_token, too_many_sessions, over_capacity,
+// shutting_down, upstream_unavailable), "dial:<reason>" for a connection that failed,
 // "job:<code>" for a job that ended with an error message, "message:<code>"
 // for an error without a job id, "closed:<code>" for a socket the relay
 // closed, "protocol:<what>" for a message out of place, and "timeout" for a

@@ -220,6 +220,7 @@ func newRelay(cfg serveConfig, up *upstream.Client, logger *slog.Logger) *relay.
 		API:                 up.API,
 		Logger:              logger,
 		TokenOptional:       true,
+		MetricsPublic:       true, // loopback only: the harness reads /metrics on the main port
 		MaxSessions:         cfg.maxSessions,
 		MaxSessionsPerToken: cfg.maxPerToken,
 		MaxJobs:             cfg.maxJobs,

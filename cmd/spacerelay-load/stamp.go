@@ -67,8 +67,18 @@ func (u stampUpstream) Open(h http.Header) session.Visitor { return stampVisitor
 
 type stampVisitor struct{ session.Visitor }
 
-func (v stampVisitor) Stream(ctx context.Context, call upstream.Call, fn func(upstream.Event) error) error {
-	return v.Visitor.Stream(ctx, call, func(ev upstream.Event) error {
+func (v stampVisitor) Submit(ctx context.Context, call upstream.Call) (session.Job, error) {
+	j, err := v.Visitor.Submit(ctx, call)
+	if err != nil {
+		return nil, err
+	}
+	return stampJob{j}, nil
+}
+
+type stampJob struct{ session.Job }
+
+func (j stampJob) Follow(fn func(upstream.Event) error) error {
+	return j.Job.Follow(func(ev upstream.Event) error {
 		if p, ok := ev.(*upstream.Progress); ok {
 			stampSteps(p.Steps, time.Now())
 		}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -345,11 +346,16 @@ func (v *visitor) ended(err error) {
 		v.rec.sessionsFailed++
 	}
 	code := closeStatus(err)
-	if code == -1 {
+	var ce *closeError
+	switch {
+	case code == -1:
 		v.rec.error("closed:abnormal")
-		return
+	case code >= 4000 && !v.hello && errors.As(err, &ce): // a refusal a page can read
+		refused, _, _ := strings.Cut(ce.reason, " ")
+		v.rec.error("handshake:" + refused)
+	default:
+		v.rec.error("closed:" + strconv.Itoa(int(code)))
 	}
-	v.rec.error("closed:" + strconv.Itoa(int(code)))
 }
 
 // dialErrorKey names a failed handshake: the refusal's code, or why the

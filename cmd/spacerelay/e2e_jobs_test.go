@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"image"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/google/uuid"
 )
 
@@ -57,26 +59,38 @@ func testHello(t *testing.T, e *upstreamEnv) {
 		t.Errorf("two sockets share session id %s", h.Session)
 	}
 
-	// Refused upgrades (PROTOCOL.md section 1).
-	foreign := tokenHeader(newToken())
-	foreign.Set("Origin", "https://elsewhere.example")
-	for _, tc := range []struct {
-		name   string
-		h      http.Header
-		status int
-		code   string
-	}{
-		{"no token under --token-policy require", tokenHeader(""), http.StatusUnauthorized, "missing_token"},
-		{"a foreign Origin", foreign, http.StatusForbidden, "forbidden_origin"},
-	} {
-		c, resp, err := dialUpgrade(ctx, e.relay, tc.h)
+	// Refusals (PROTOCOL.md section 1). A foreign Origin gets no socket:
+	// another site, or the allowed site's host with another scheme than
+	// its pattern's (--allowed-origins https://app.example.com).
+	for _, origin := range []string{"https://elsewhere.example", "http://app.example.com"} {
+		h := tokenHeader(newToken())
+		h.Set("Origin", origin)
+		c, resp, err := dialUpgrade(ctx, e.relay, h)
 		if err == nil {
 			c.drop()
-			t.Errorf("%s: the socket was accepted", tc.name)
+			t.Errorf("Origin %s: the socket was accepted", origin)
 			continue
 		}
-		checkRefusal(t, tc.name, resp, tc.status, tc.code)
+		checkRefusal(t, "Origin "+origin, resp, http.StatusForbidden, "forbidden_origin")
 	}
+	allowed := tokenHeader(newToken())
+	allowed.Set("Origin", "https://app.example.com")
+	if c, _, err := dialUpgrade(ctx, e.relay, allowed); err != nil {
+		t.Errorf("Origin https://app.example.com (allowed): %v", err)
+	} else if m, err := c.next(); err != nil || m.Type != "hello" {
+		t.Errorf("Origin https://app.example.com (allowed): first message %s, %v; want hello", m, err)
+		c.drop()
+	} else {
+		c.close()
+	}
+	// A socket the relay does not take is closed at once with a code a
+	// page can read.
+	checkClosed(t, ctx, "no token under --token-policy require", e.relay, tokenHeader(""), 4401, "missing_token")
+	tab := newToken()
+	for range 4 { // --max-sessions-per-token's default
+		visit(t, ctx, e.relay, tab)
+	}
+	checkClosed(t, ctx, "a fifth tab of one visitor", e.relay, tokenHeader(tab), 4429, "too_many_sessions retry_after=10")
 }
 
 // checkRefusal checks an upgrade refused with an HTTP status and a JSON
@@ -94,6 +108,65 @@ func checkRefusal(t *testing.T, name string, resp *http.Response, status int, co
 	b.ReadFrom(resp.Body)
 	if err := json.Unmarshal(b.Bytes(), &body); err != nil || resp.StatusCode != status || body.Error.Code != code || body.Error.Message == "" {
 		t.Errorf("%s: refused with %d %s, want %d with {\"error\":{\"code\":%q,\"message\":…}}", name, resp.StatusCode, b, status, code)
+	}
+}
+
+// checkClosed checks a socket refused by its close (PROTOCOL.md section
+// 1): accepted, then closed with code and reason before any message.
+func checkClosed(t *testing.T, ctx context.Context, name string, r *relayProc, h http.Header, code websocket.StatusCode, reason string) {
+	t.Helper()
+	c, resp, err := dialUpgrade(ctx, r, h)
+	if err != nil {
+		status := 0
+		if resp != nil {
+			status = resp.StatusCode
+		}
+		t.Errorf("%s: %v (HTTP %d), want a socket closed with %d %s", name, err, status, code, reason)
+		return
+	}
+	defer c.drop()
+	m, err := c.read()
+	var ce websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != code || ce.Reason != reason {
+		t.Errorf("%s: first read %s, %v; want the close %d %q and nothing before", name, m, err, code, reason)
+	}
+}
+
+// testEdge checks the relay's HTTP routes besides the socket: /metrics only
+// on --metrics-listen, /readyz as JSON, and the module with CORS for an
+// allowed origin only.
+func testEdge(t *testing.T, e *upstreamEnv) {
+	ctx := testCtx(t)
+	if code, _, err := httpGet(ctx, e.relay.url+"/metrics"); err != nil || code != http.StatusNotFound {
+		t.Errorf("GET /metrics on the main port = %d, %v; want 404 (it is on --metrics-listen)", code, err)
+	}
+	code, body, err := httpGet(ctx, e.relay.url+"/readyz")
+	var ready map[string]any
+	if err != nil || code != http.StatusOK || json.Unmarshal(body, &ready) != nil ||
+		ready["ready"] != true || ready["state"] != "ready" || ready["message"] == "" {
+		t.Errorf("GET /readyz = %d %s, %v; want 200 with {\"ready\":true,\"state\":\"ready\",\"message\":…}", code, body, err)
+	}
+	for origin, want := range map[string]string{
+		"https://app.example.com":   "https://app.example.com",
+		"http://app.example.com":    "",
+		"https://elsewhere.example": "",
+	} {
+		for _, method := range []string{http.MethodGet, http.MethodOptions} {
+			req, err := http.NewRequestWithContext(ctx, method, e.relay.url+"/spacerelay.js", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Origin", origin)
+			req.Header.Set("Access-Control-Request-Method", "GET")
+			resp, err := httpClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if got := resp.Header.Get("Access-Control-Allow-Origin"); got != want || resp.StatusCode >= 300 {
+				t.Errorf("%s /spacerelay.js from %s: %d, Access-Control-Allow-Origin %q; want %q", method, origin, resp.StatusCode, got, want)
+			}
+		}
 	}
 }
 

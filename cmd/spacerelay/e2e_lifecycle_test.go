@@ -198,6 +198,26 @@ func testLeaks(t *testing.T, e *upstreamEnv) {
 	}
 	t.Logf("go_goroutines: %v at the start, baseline %v, %v after %d sessions",
 		start["go_goroutines"], base, m["go_goroutines"], 2*leakSessions)
+	checkEndLogs(t, r.out.String())
+}
+
+// checkEndLogs checks that every session of leaveLike's, which all leave
+// as browsers do, was logged at info without an error (issue 9.12).
+func checkEndLogs(t *testing.T, out string) {
+	t.Helper()
+	n := 0
+	for line := range strings.Lines(out) {
+		if !strings.Contains(line, `msg="session ended"`) {
+			continue
+		}
+		n++
+		if !strings.Contains(line, "level=INFO") || strings.Contains(line, "err=") {
+			t.Errorf("a browser that left, logged as %s", line)
+		}
+	}
+	if n < 2*leakSessions {
+		t.Errorf("%d session ended lines, want one for each of the %d sessions", n, 2*leakSessions)
+	}
 }
 
 const leakSessions = 12

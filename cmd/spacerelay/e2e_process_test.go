@@ -47,9 +47,10 @@ func buildRelay(t *testing.T, dir string) string {
 
 // relayProc is a running spacerelay process.
 type relayProc struct {
-	url   string // http://127.0.0.1:PORT
-	wsURL string // ws://127.0.0.1:PORT/v1/ws
-	args  []string
+	url        string // http://127.0.0.1:PORT
+	wsURL      string // ws://127.0.0.1:PORT/v1/ws
+	metricsURL string // http://127.0.0.1:PORT2/metrics: --metrics-listen
+	args       []string
 
 	cmd  *exec.Cmd
 	out  *syncBuffer
@@ -67,6 +68,7 @@ var defaultFlags = []string{
 	"--shutdown-grace", "5s",
 	"--log-level", "debug",
 	"--log-format", "text",
+	"--allowed-origins", "https://app.example.com",
 }
 
 // startRelay runs bin in front of upstreamURL ("" = the embedded demo Space)
@@ -102,12 +104,17 @@ func launch(t *testing.T, bin string, args []string) (*relayProc, error) {
 	if err != nil {
 		return nil, err
 	}
+	maddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
 	r := &relayProc{
-		url:   "http://" + addr,
-		wsURL: "ws://" + addr + "/v1/ws",
-		args:  append([]string{"--listen", addr}, args...),
-		out:   new(syncBuffer),
-		done:  make(chan struct{}),
+		url:        "http://" + addr,
+		wsURL:      "ws://" + addr + "/v1/ws",
+		metricsURL: "http://" + maddr + "/metrics",
+		args:       append([]string{"--listen", addr, "--metrics-listen", maddr}, args...),
+		out:        new(syncBuffer),
+		done:       make(chan struct{}),
 	}
 	r.cmd = exec.Command(bin, r.args...)
 	r.cmd.Env = childEnv()
@@ -263,10 +270,10 @@ func lowLevel(frame string) bool {
 	return false
 }
 
-// metrics returns the sum of each metric's samples in GET /metrics, keyed
-// by metric name (labels dropped).
+// metrics returns the sum of each metric's samples in GET /metrics on the
+// metrics listener, keyed by metric name (labels dropped).
 func (r *relayProc) metrics(ctx context.Context) (map[string]float64, error) {
-	code, body, err := httpGet(ctx, r.url+"/metrics")
+	code, body, err := httpGet(ctx, r.metricsURL)
 	if err != nil {
 		return nil, err
 	}

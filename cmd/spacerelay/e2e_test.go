@@ -54,6 +54,7 @@ var e2eScenarios = []struct {
 	run  func(t *testing.T, e *upstreamEnv)
 }{
 	{"hello", testHello},
+	{"edge", testEdge},
 	{"tokens", testTokens},
 	{"quota", testQuota},
 	{"events", testEvents},

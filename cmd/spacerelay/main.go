@@ -7,7 +7,7 @@
 // Every flag has an environment variable SPACERELAY_<NAME> (upper case,
 // dashes as underscores); the flag wins. HF_TOKEN, for a private Space,
 // comes from the environment only. With no --upstream the relay serves an
-// embedded demo Space. Run "spacerelay -h" for the flags.
+// embedded demo Space. Run "spacerelay --help" for the flags.
 package main
 
 import (
@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/signal"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -62,6 +63,10 @@ func exitCode(err error) int {
 // config is the parsed command line and environment.
 type config struct {
 	listen          string
+	metricsListen   string // "" means no metrics listener
+	metricsPublic   bool
+	static          string // "" means the demo page
+	spa             bool
 	upstream        string // "" means the embedded demo Space
 	hubURL          string
 	hfToken         string
@@ -75,33 +80,71 @@ type config struct {
 	maxFileBytes    int64
 	maxJobBytes     int64
 	writeTimeout    time.Duration
-	pingInterval    time.Duration
+	pingInterval    time.Duration // negative: no pings
 	shutdownGrace   time.Duration
 	defaultEndpoint string
 	logLevel        slog.Level
 	logJSON         bool
 }
 
-// flags lists every flag with its default and help.
-var flags = []struct{ name, def, usage string }{
-	{"listen", ":7860", "address to listen on"},
-	{"upstream", "", "the Gradio app: a URL or a Space id owner/name (default: the embedded demo Space)"},
-	{"token-header", "X-IP-Token", "header of the upgrade request that carries the visitor's token"},
-	{"token-policy", "", "require or optional: refuse sockets without a token, or admit them (default: require with --upstream, optional with the demo)"},
-	{"allowed-origins", "", "comma-separated host patterns of other origins whose pages may connect (path.Match, e.g. *.example.com)"},
-	{"max-sessions", "10000", "most sessions open at once"},
-	{"max-sessions-per-token", "4", "most sessions open at once per visitor token"},
-	{"max-jobs", "2", "most unfinished jobs per session"},
-	{"max-message-bytes", "65536", "largest message a browser may send"},
-	{"max-file-bytes", "20MiB", "largest file relayed to a browser"},
-	{"max-job-bytes", "64MiB", "most file bytes one job may hold in memory"},
-	{"write-timeout", "10s", "time a browser has to take a message before it is disconnected"},
-	{"ping-interval", "30s", "time between WebSocket pings"},
-	{"shutdown-grace", "10s", "time sessions get to close on SIGINT or SIGTERM"},
-	{"default-endpoint", "", "endpoint of a submit that names none (default: the app's only endpoint)"},
-	{"log-level", "info", "debug, info, warn or error"},
-	{"log-format", "text", "text or json"},
-	{"hub-url", "https://huggingface.co", "the Hugging Face Hub, to resolve a Space id"},
+// The kinds of flag values, for --help.
+const (
+	kindText     = "text"
+	kindNumber   = "number"   // a positive integer
+	kindSize     = "size"     // bytes: 65536, 64KiB, 20MiB, 1GiB
+	kindDuration = "duration" // 10s, 1m30s
+	kindList     = "list"     // comma-separated
+	kindOnOff    = "on/off"   // --name alone means on
+)
+
+// flags lists every flag with its kind, default and help.
+var flags = []struct{ name, kind, def, usage string }{
+	{"listen", kindText, ":7860", "address to listen on"},
+	{"upstream", kindText, "", "the Gradio app: a URL or a Space id owner/name (default: the embedded demo Space)"},
+	{"token-header", kindText, "X-IP-Token", "header of the upgrade request that carries the visitor's token"},
+	{"token-policy", kindText, "", "require or optional: refuse sockets without a token, or admit them (default: require with --upstream, optional with the demo)"},
+	{"allowed-origins", kindList, "", "other sites whose pages may connect and import /spacerelay.js: each a host, with its port if not the default (app.example.com, localhost:5173), or scheme://host[:port] for that scheme only (https://app.example.com); * as in Go's path.Match (*.example.com)"},
+	{"static", kindText, "", "directory of your own built frontend, served at / in place of the demo page (the relay's own routes keep their meaning)"},
+	{"spa", kindOnOff, "off", "with --static: answer paths that are no file with index.html, for a single-page app's routes"},
+	{"max-sessions", kindNumber, "10000", "most sessions open at once"},
+	{"max-sessions-per-token", kindNumber, "4", "most sessions open at once per visitor token"},
+	{"max-jobs", kindNumber, "2", "most unfinished jobs per session"},
+	{"max-message-bytes", kindSize, "65536", "largest message a browser may send"},
+	{"max-file-bytes", kindSize, "20MiB", "largest file relayed to a browser"},
+	{"max-job-bytes", kindSize, "64MiB", "most file bytes one job may hold in memory"},
+	{"write-timeout", kindDuration, "10s", "time a browser has to take a message before it is disconnected"},
+	{"ping-interval", kindDuration, "30s", "time between WebSocket pings; 0 or off: no pings"},
+	{"shutdown-grace", kindDuration, "10s", "time sessions get to close on SIGINT or SIGTERM"},
+	{"default-endpoint", kindText, "", "endpoint of a submit that names none (default: the app's only endpoint)"},
+	{"metrics-listen", kindText, "", "address of a listener of its own for GET /metrics, e.g. 127.0.0.1:9090 (default: none)"},
+	{"metrics-public", kindOnOff, "off", "serve GET /metrics on --listen too; on a Hugging Face Space that port is public"},
+	{"log-level", kindText, "info", "debug, info, warn or error"},
+	{"log-format", kindText, "text", "text or json"},
+	{"hub-url", kindText, "https://huggingface.co", "the Hugging Face Hub, to resolve a Space id"},
+}
+
+// envName is the environment variable of flag name.
+func envName(name string) string {
+	return "SPACERELAY_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// printUsage writes --help: each flag in the --name form, with its kind,
+// environment variable, default and help.
+func printUsage(w io.Writer) {
+	fmt.Fprint(w, `Usage: spacerelay [flags]
+
+Every flag may be given as its environment variable instead (the flag wins).
+HF_TOKEN, the token for a private upstream Space, comes from the environment
+only. An on/off flag alone means on: --spa, or --spa=off.
+
+`)
+	for _, f := range flags {
+		def := ""
+		if f.def != "" {
+			def = ", default " + f.def
+		}
+		fmt.Fprintf(w, "  --%s %s  (%s%s)\n        %s\n", f.name, f.kind, envName(f.name), def, f.usage)
+	}
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
@@ -113,6 +156,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	logger := newLogger(cfg, stderr)
+	site, err := openSite(cfg.static, logger)
+	if err != nil {
+		return usageError{fmt.Errorf("--static: %w", err)}
+	}
+	if site != nil {
+		defer site.Close()
+	}
 
 	target, stopDemo, err := startUpstream(cfg)
 	if err != nil {
@@ -124,27 +174,75 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return usageError{fmt.Errorf("--upstream: %w", err)}
 	}
 	defer up.CloseIdleConnections()
-	ln, err := net.Listen("tcp", cfg.listen)
+	ln, mln, err := listen(cfg)
 	if err != nil {
-		return fmt.Errorf("listen: %w", err)
+		return err
 	}
-	logger.Info("spacerelay listening", "addr", ln.Addr().String(), "open", openURL(ln.Addr()), "upstream", upstreamName(cfg))
-	return serve(ctx, ln, newServer(cfg, up, logger), logger, cfg.shutdownGrace)
+	logger.Info("spacerelay listening", "addr", ln.Addr().String(), "open", openURL(ln.Addr()),
+		"upstream", upstreamName(cfg), "metrics", metricsWhere(cfg, mln))
+	return serve(ctx, ln, mln, newServer(cfg, up, site, logger), logger, cfg.shutdownGrace)
 }
 
-// serve serves srv on ln until ctx is done, then shuts down: the HTTP
-// server first (no new requests), then the relay (every session ends and
-// is waited for), both within grace.
-func serve(ctx context.Context, ln net.Listener, srv *relay.Server, logger *slog.Logger, grace time.Duration) error {
-	srv.Start()
-	httpSrv := &http.Server{
-		Handler:           srv,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+// listen opens --listen and, if set, --metrics-listen (else mln is nil).
+func listen(cfg config) (ln, mln net.Listener, err error) {
+	ln, err = net.Listen("tcp", cfg.listen)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen: %w", err)
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- httpSrv.Serve(ln) }()
+	if cfg.metricsListen == "" {
+		return ln, nil, nil
+	}
+	mln, err = net.Listen("tcp", cfg.metricsListen)
+	if err != nil {
+		ln.Close()
+		return nil, nil, fmt.Errorf("metrics listen: %w", err)
+	}
+	return ln, mln, nil
+}
+
+// metricsWhere says where GET /metrics is served, for the log.
+func metricsWhere(cfg config, mln net.Listener) string {
+	var where []string
+	if mln != nil {
+		where = append(where, "http://"+mln.Addr().String()+"/metrics")
+	}
+	if cfg.metricsPublic {
+		where = append(where, "/metrics on the main port")
+	}
+	if where == nil {
+		return "off (--metrics-listen to serve them)"
+	}
+	return strings.Join(where, " and ")
+}
+
+// openSite opens --static's directory as an os.Root, so that no symlink
+// leads out of it; "" means none (nil).
+func openSite(dir string, logger *slog.Logger) (*os.Root, error) {
+	if dir == "" {
+		return nil, nil
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := root.Stat("index.html"); err != nil {
+		logger.Warn("the --static directory has no index.html: GET / answers 404", "dir", dir)
+	}
+	return root, nil
+}
+
+// serve serves srv on ln (and its metrics on mln, if not nil) until ctx
+// is done, then shuts down within grace: the HTTP server first (no new
+// requests), then the relay (every session ends and is waited for), then
+// the metrics listener, which shows the shutdown until the end.
+func serve(ctx context.Context, ln, mln net.Listener, srv *relay.Server, logger *slog.Logger, grace time.Duration) error {
+	srv.Start()
+	errc := make(chan error, 2)
+	httpSrv := startHTTP(ln, srv, logger, errc)
+	metricsSrv := &http.Server{}
+	if mln != nil {
+		metricsSrv = startHTTP(mln, srv.MetricsHandler(), logger, errc)
+	}
 
 	var err error
 	select {
@@ -155,18 +253,36 @@ func serve(ctx context.Context, ln net.Listener, srv *relay.Server, logger *slog
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
-	if serr := errors.Join(httpSrv.Shutdown(sctx), srv.Shutdown(sctx)); serr != nil {
+	if serr := errors.Join(httpSrv.Shutdown(sctx), srv.Shutdown(sctx), metricsSrv.Shutdown(sctx)); serr != nil {
 		err = errors.Join(err, fmt.Errorf("shutdown: %w", serr))
 	}
 	return err
 }
 
-func newServer(cfg config, up *upstream.Client, logger *slog.Logger) *relay.Server {
-	return &relay.Server{
+// startHTTP serves h on ln in the background; Serve's error goes to errc.
+func startHTTP(ln net.Listener, h http.Handler, logger *slog.Logger, errc chan<- error) *http.Server {
+	hs := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	go func() {
+		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+	}()
+	return hs
+}
+
+func newServer(cfg config, up *upstream.Client, site *os.Root, logger *slog.Logger) *relay.Server {
+	srv := &relay.Server{
 		Upstream:            session.ClientUpstream(up),
 		API:                 up.API,
 		UpstreamConns:       up.OpenConns,
 		Static:              web.FS,
+		SPA:                 cfg.spa,
+		MetricsPublic:       cfg.metricsPublic,
 		Logger:              logger,
 		OriginPatterns:      cfg.origins,
 		TokenHeader:         cfg.tokenHeader,
@@ -181,6 +297,10 @@ func newServer(cfg config, up *upstream.Client, logger *slog.Logger) *relay.Serv
 		WriteTimeout:        cfg.writeTimeout,
 		PingInterval:        cfg.pingInterval,
 	}
+	if site != nil {
+		srv.Site = site.FS()
+	}
+	return srv
 }
 
 // startUpstream returns the upstream's target. Without --upstream it
@@ -238,12 +358,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs := flag.NewFlagSet("spacerelay", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	for _, f := range flags {
-		fs.String(f.name, f.def, f.usage)
+		fs.Var(&flagValue{s: f.def, onOff: f.kind == kindOnOff}, f.name, f.usage)
 	}
 	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
-		fs.SetOutput(stderr)
-		fmt.Fprintln(stderr, "Usage: spacerelay [flags]\n\nEach flag has an environment variable SPACERELAY_<NAME>; HF_TOKEN comes from the environment only.")
-		fs.PrintDefaults()
+		printUsage(stderr)
 		return config{}, err
 	} else if err != nil {
 		return config{}, usageError{err}
@@ -261,6 +379,17 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	return cfg, nil
 }
 
+// A flagValue is a flag's text, read by a parser. An on/off flag is a
+// boolean flag to package flag: --spa alone sets it to "true".
+type flagValue struct {
+	s     string
+	onOff bool
+}
+
+func (v *flagValue) String() string     { return v.s }
+func (v *flagValue) Set(s string) error { v.s = s; return nil }
+func (v *flagValue) IsBoolFlag() bool   { return v.onOff }
+
 // A parser reads flag values, keeping the first error.
 type parser struct {
 	fs     *flag.FlagSet
@@ -272,6 +401,10 @@ type parser struct {
 func (p *parser) config() config {
 	cfg := config{
 		listen:          p.str("listen"),
+		metricsListen:   p.addr("metrics-listen"),
+		metricsPublic:   p.onOff("metrics-public"),
+		static:          p.str("static"),
+		spa:             p.onOff("spa"),
 		upstream:        p.upstream(),
 		hubURL:          p.httpURL("hub-url"),
 		tokenHeader:     p.headerName("token-header"),
@@ -283,7 +416,7 @@ func (p *parser) config() config {
 		maxFileBytes:    p.bytes("max-file-bytes"),
 		maxJobBytes:     p.bytes("max-job-bytes"),
 		writeTimeout:    p.duration("write-timeout"),
-		pingInterval:    p.duration("ping-interval"),
+		pingInterval:    p.durationOrOff("ping-interval"),
 		shutdownGrace:   p.duration("shutdown-grace"),
 		defaultEndpoint: p.endpoint("default-endpoint"),
 		logJSON:         p.oneOf("log-format", "text", "json") == "json",
@@ -292,6 +425,10 @@ func (p *parser) config() config {
 		"warn": slog.LevelWarn, "error": slog.LevelError}[p.oneOf("log-level", "debug", "info", "warn", "error")]
 	policy := p.oneOf("token-policy", "", "require", "optional")
 	cfg.tokenOptional = policy == "optional" || policy == "" && cfg.upstream == ""
+	if cfg.spa && cfg.static == "" {
+		_, label := p.value("spa")
+		p.fail(label, "needs --static")
+	}
 	return cfg
 }
 
@@ -302,7 +439,7 @@ func (p *parser) value(name string) (v, label string) {
 	if p.set[name] {
 		return f.Value.String(), "--" + name
 	}
-	env := "SPACERELAY_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+	env := envName(name)
 	if v := p.getenv(env); v != "" {
 		return v, env
 	}
@@ -329,18 +466,9 @@ func (p *parser) oneOf(name string, options ...string) string {
 			return v
 		}
 	}
-	p.fail(label, "must be one of %s, got %q", strings.Join(nonEmpty(options), ", "), v)
+	named := slices.DeleteFunc(slices.Clone(options), func(o string) bool { return o == "" })
+	p.fail(label, "must be one of %s, got %q", strings.Join(named, ", "), v)
 	return ""
-}
-
-func nonEmpty(ss []string) []string {
-	var out []string
-	for _, s := range ss {
-		if s != "" {
-			out = append(out, s)
-		}
-	}
-	return out
 }
 
 func (p *parser) positive(name string) int {
@@ -376,6 +504,46 @@ func (p *parser) duration(name string) time.Duration {
 		p.fail(label, "must be a positive duration (e.g. 10s), got %q", v)
 	}
 	return d
+}
+
+// durationOrOff reads a positive duration, or 0 or off for none: -1.
+func (p *parser) durationOrOff(name string) time.Duration {
+	v, label := p.value(name)
+	v = strings.ToLower(strings.TrimSpace(v))
+	if v == "off" || v == "0" {
+		return -1
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		p.fail(label, "must be a positive duration (e.g. 30s), or 0 or off, got %q", v)
+	}
+	return d
+}
+
+// onOff reads an on/off flag: on, true, yes, 1, or off, false, no, 0.
+func (p *parser) onOff(name string) bool {
+	v, label := p.value(name)
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "on", "true", "yes", "1":
+		return true
+	case "off", "false", "no", "0":
+		return false
+	}
+	p.fail(label, "must be on or off, got %q", v)
+	return false
+}
+
+// addr reads a listen address host:port, or "" for none.
+func (p *parser) addr(name string) string {
+	v, label := p.value(name)
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return ""
+	}
+	if _, _, err := net.SplitHostPort(v); err != nil {
+		p.fail(label, "must be an address host:port (e.g. 127.0.0.1:9090), got %q", v)
+	}
+	return v
 }
 
 // upstream reads --upstream; upstream.New checks it later.
@@ -421,6 +589,13 @@ func (p *parser) origins(name string) []string {
 		}
 		if _, err := path.Match(o, ""); err != nil {
 			p.fail(label, "bad pattern %q: %v", o, err)
+		}
+		host := o
+		if _, after, ok := strings.Cut(o, "://"); ok {
+			host = after
+		}
+		if host == "" || strings.Contains(host, "/") {
+			p.fail(label, "bad pattern %q: a host or scheme://host[:port], without a path", o)
 		}
 		out = append(out, o)
 	}

@@ -5,10 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -55,13 +58,16 @@ func TestParseConfigSources(t *testing.T) {
 		"SPACERELAY_WRITE_TIMEOUT": "3s", "SPACERELAY_PING_INTERVAL": "1m", "SPACERELAY_SHUTDOWN_GRACE": "2s",
 		"SPACERELAY_DEFAULT_ENDPOINT": "generate", "SPACERELAY_LOG_LEVEL": "DEBUG", "SPACERELAY_LOG_FORMAT": "json",
 		"SPACERELAY_HUB_URL": "http://hub.test", "HF_TOKEN": "hf_secret",
+		"SPACERELAY_METRICS_LISTEN": "127.0.0.1:9090", "SPACERELAY_METRICS_PUBLIC": "on",
+		"SPACERELAY_STATIC": "dist", "SPACERELAY_SPA": "1",
 	}
 	cfg, err := parseConfig(nil, e.get, nil)
 	if err != nil {
 		t.Fatalf("parseConfig() = %v", err)
 	}
 	want := config{
-		listen: "127.0.0.1:9000", upstream: "owner/space", hubURL: "http://hub.test", hfToken: "hf_secret",
+		listen: "127.0.0.1:9000", metricsListen: "127.0.0.1:9090", metricsPublic: true, static: "dist", spa: true,
+		upstream: "owner/space", hubURL: "http://hub.test", hfToken: "hf_secret",
 		tokenHeader: "X-Visitor", tokenOptional: false, // a real upstream
 		origins:     []string{"a.example", "*.b.example"},
 		maxSessions: 7, maxPerToken: 3, maxJobs: 5,
@@ -117,7 +123,15 @@ func TestBadValues(t *testing.T) {
 		{[]string{"--max-message-bytes", "0"}, nil, `--max-message-bytes: must be a positive number of bytes`},
 		{nil, env{"SPACERELAY_MAX_JOB_BYTES": "lots"}, `SPACERELAY_MAX_JOB_BYTES: must be a positive number of bytes`},
 		{[]string{"--write-timeout", "10"}, nil, `--write-timeout: must be a positive duration (e.g. 10s), got "10"`},
-		{[]string{"--ping-interval", "-1s"}, nil, `--ping-interval: must be a positive duration`},
+		{[]string{"--ping-interval", "-1s"}, nil, `--ping-interval: must be a positive duration (e.g. 30s), or 0 or off, got "-1s"`},
+		{nil, env{"SPACERELAY_PING_INTERVAL": "never"}, `SPACERELAY_PING_INTERVAL: must be a positive duration (e.g. 30s), or 0 or off`},
+		{[]string{"--spa"}, nil, `--spa: needs --static`},
+		{[]string{"--spa=maybe", "--static", "dist"}, nil, `--spa: must be on or off, got "maybe"`},
+		{nil, env{"SPACERELAY_METRICS_PUBLIC": "sometimes"}, `SPACERELAY_METRICS_PUBLIC: must be on or off, got "sometimes"`},
+		{[]string{"--metrics-listen", "9090"}, nil, `--metrics-listen: must be an address host:port (e.g. 127.0.0.1:9090), got "9090"`},
+		{[]string{"--static", "/no/such/dir"}, nil, `--static: `},
+		{[]string{"--allowed-origins", "https://app.example.com/"}, nil, `--allowed-origins: bad pattern "https://app.example.com/": a host or scheme://host[:port], without a path`},
+		{[]string{"--allowed-origins", "https://"}, nil, `--allowed-origins: bad pattern "https://"`},
 		{nil, env{"SPACERELAY_SHUTDOWN_GRACE": "soon"}, `SPACERELAY_SHUTDOWN_GRACE: must be a positive duration`},
 		{[]string{"--log-level", "verbose"}, nil, `--log-level: must be one of debug, info, warn, error, got "verbose"`},
 		{[]string{"--log-format", "xml"}, nil, `--log-format: must be one of text, json, got "xml"`},
@@ -150,16 +164,56 @@ func TestBadValues(t *testing.T) {
 	}
 }
 
+// TestHelp checks that --help shows every flag in the --name form, with
+// its kind and its environment variable (issue 14.6).
 func TestHelp(t *testing.T) {
 	t.Parallel()
-	var out bytes.Buffer
-	err := run(context.Background(), []string{"-h"}, env{}.get, &out)
-	if err != nil || exitCode(err) != 0 {
-		t.Errorf("run(-h) = %v, want nil", err)
+	for _, arg := range []string{"-h", "--help"} {
+		var out bytes.Buffer
+		err := run(context.Background(), []string{arg}, env{}.get, &out)
+		if err != nil || exitCode(err) != 0 {
+			t.Errorf("run(%s) = %v, want nil", arg, err)
+		}
+		help := out.String()
+		for _, f := range flags {
+			want := "--" + f.name + " " + f.kind + "  (SPACERELAY_" + strings.ToUpper(strings.ReplaceAll(f.name, "-", "_"))
+			if !strings.Contains(help, want) {
+				t.Errorf("usage lacks %q:\n%s", want, help)
+			}
+		}
+		for _, want := range []string{"HF_TOKEN", "(SPACERELAY_MAX_FILE_BYTES, default 20MiB)", "--max-file-bytes size", "--ping-interval duration",
+			"--max-jobs number", "--allowed-origins list", "--spa on/off", "scheme://host[:port]"} {
+			if !strings.Contains(help, want) {
+				t.Errorf("usage lacks %q:\n%s", want, help)
+			}
+		}
+		if strings.Contains(help, "\n  -") && !strings.Contains(help, "\n  --") {
+			t.Errorf("usage shows -name flags:\n%s", help)
+		}
 	}
-	for _, want := range []string{"-max-sessions-per-token", "SPACERELAY_", "HF_TOKEN"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("usage lacks %q:\n%s", want, out.String())
+}
+
+// TestOnOffAndOff checks the on/off flags and --ping-interval off.
+func TestOnOffAndOff(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		args []string
+		env  env
+		want func(config) bool
+	}{
+		{[]string{"--metrics-public"}, nil, func(c config) bool { return c.metricsPublic }},
+		{[]string{"--metrics-public=off"}, env{"SPACERELAY_METRICS_PUBLIC": "on"}, func(c config) bool { return !c.metricsPublic }},
+		{[]string{"--static", "dist", "--spa"}, nil, func(c config) bool { return c.spa && c.static == "dist" }},
+		{nil, env{"SPACERELAY_STATIC": "dist", "SPACERELAY_SPA": "true"}, func(c config) bool { return c.spa }},
+		{[]string{"--ping-interval", "0"}, nil, func(c config) bool { return c.pingInterval < 0 }},
+		{[]string{"--ping-interval=off"}, nil, func(c config) bool { return c.pingInterval < 0 }},
+		{nil, env{"SPACERELAY_PING_INTERVAL": "OFF"}, func(c config) bool { return c.pingInterval < 0 }},
+		{[]string{"--ping-interval", "5s"}, nil, func(c config) bool { return c.pingInterval == 5*time.Second }},
+	}
+	for _, tt := range tests {
+		cfg, err := parseConfig(tt.args, tt.env.get, nil)
+		if err != nil || !tt.want(cfg) {
+			t.Errorf("parseConfig(%q, %v) = %+v, %v", tt.args, tt.env, cfg, err)
 		}
 	}
 }
@@ -325,4 +379,52 @@ func TestRunHFToken(t *testing.T) {
 		t.Errorf("output holds HF_TOKEN:\n%s", out)
 	}
 	hub.CloseClientConnections()
+}
+
+// TestRunMetricsAndStatic runs the relay with --metrics-listen and
+// --static: the metrics on their own listener and not on the main port
+// (issue 9.10), and the directory's frontend at / in place of the demo
+// page, with the relay's own routes kept (issue 15.3).
+func TestRunMetricsAndStatic(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "index.html"), []byte("<title>my app</title>"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	url, out, stop := startRun(t, []string{"--metrics-listen", "127.0.0.1:0", "--static", dir, "--spa"}, env{})
+	defer func() {
+		if err := stop(); err != nil {
+			t.Errorf("run() = %v after cancel, want nil", err)
+		}
+	}()
+	m := regexp.MustCompile(`metrics="?(http://[^\s"]+/metrics)`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("no metrics= address in the log:\n%s", out)
+	}
+	if got := status(t, m[1]); got != http.StatusOK {
+		t.Errorf("GET %s = %d, want 200", m[1], got)
+	}
+	for path, want := range map[string]int{"/metrics": 200, "/healthz": 200, "/spacerelay.js": 200, "/v1/nothing": 404} {
+		resp, err := testClient.Get(url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		switch {
+		case resp.StatusCode != want:
+			t.Errorf("GET %s = %d, want %d", path, resp.StatusCode, want)
+		case path == "/metrics" && !strings.Contains(string(body), "my app"):
+			t.Errorf("GET /metrics on the main port = %q, want the site's index.html (--spa), not the metrics", body)
+		}
+	}
+	resp, err := testClient.Get(url + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "my app") {
+		t.Errorf("GET / = %q, want the --static directory's index.html", body)
+	}
 }

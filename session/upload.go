@@ -1,0 +1,306 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync/atomic"
+
+	"github.com/spacerelay/spacerelay/upstream"
+)
+
+// Bounds of uploads.
+const (
+	// uploadWindow is how many chunks of an upload the relay holds for the
+	// upstream at most: a page keeps no more than this many chunks' bytes
+	// past the last upload_progress in flight (PROTOCOL.md section 9).
+	uploadWindow = 4
+	// uploadFrames bounds the frames of an upload waiting for the
+	// upstream, whatever their size.
+	uploadFrames = 16
+	// maxUploads bounds the uploads a session keeps.
+	maxUploads = 256
+)
+
+// upload is one file the page sends (PROTOCOL.md section 9). Its
+// goroutine streams the bytes Run hands it to the upstream's upload route.
+type upload struct {
+	// Static after startUpload.
+	id     string
+	name   string
+	mime   string
+	size   int64
+	cancel context.CancelFunc
+	chunks chan []byte // from Run to the goroutine; closed after the last byte
+
+	// Owned by Run.
+	received  int64 // bytes taken from the page
+	reported  int64 // sent, as last told to the page
+	ignore    int64 // bytes of frames still to come for an upload that ended early
+	over      bool
+	cancelled bool
+	file      map[string]any // the upstream FileData, once uploaded
+	err       error
+
+	// Written by the goroutine, read by Run.
+	sent atomic.Int64 // bytes the upstream request has taken
+}
+
+// upEvent is an upload's end, from its goroutine.
+type upEvent struct {
+	u    *upload
+	file map[string]any
+	err  error
+}
+
+type (
+	uploadProgressMsg struct {
+		Type     string `json:"type"`
+		ID       string `json:"id"`
+		Received int64  `json:"received"`
+		Size     int64  `json:"size"`
+	}
+	uploadedMsg struct {
+		Type string `json:"type"`
+		ID   string `json:"id"`
+		Size int64  `json:"size"`
+	}
+)
+
+// startUpload begins an upload: its bytes follow in binary frames.
+func (s *Session) startUpload(ctx context.Context, m *inbound) error {
+	id, ok := s.newID(m)
+	if !ok {
+		return s.refuse(&errorMsg{Code: "bad_request", Message: idProblem("upload", m)})
+	}
+	s.bad = 0
+	refuse := func(code, format string, args ...any) error {
+		return s.sendError(&errorMsg{ID: id, Code: code, Message: fmt.Sprintf(format, args...)})
+	}
+	switch {
+	case m.Size == nil || *m.Size < 0:
+		return refuse("bad_request", `upload: "size" must be the file's size in bytes`)
+	case s.current != nil:
+		return refuse("bad_request", "upload: upload %q is still arriving: send one file at a time", s.current.id)
+	case len(s.uploads) >= maxUploads:
+		return refuse("bad_request", "upload: at most %d uploads per session", maxUploads)
+	case *m.Size > s.cfg.MaxUploadBytes:
+		return refuse("file_too_large", "The file is %d bytes; the relay takes files of up to %d bytes.", *m.Size, s.cfg.MaxUploadBytes)
+	case s.uploaded+*m.Size > s.cfg.MaxSessionUploadBytes:
+		return refuse("file_too_large", "This page has uploaded %d bytes; the relay takes %d per visit.", s.uploaded, s.cfg.MaxSessionUploadBytes)
+	}
+	uctx, cancel := context.WithCancel(ctx)
+	u := &upload{id: id, name: m.Name, mime: m.MIME, size: *m.Size, cancel: cancel,
+		chunks: make(chan []byte, uploadFrames)}
+	if u.name == "" {
+		u.name = "file"
+	}
+	if s.uploads == nil {
+		s.uploads = make(map[string]*upload)
+	}
+	s.uploads[id] = u
+	s.uploaded += u.size
+	s.current = u
+	if u.size == 0 {
+		close(u.chunks)
+	}
+	v := s.open()
+	s.jobsGroup.Go(func() { s.sendUpload(uctx, v, u) })
+	return nil
+}
+
+// chunk takes one binary frame of the current upload.
+func (s *Session) chunk(b []byte) error {
+	u := s.current
+	if u == nil {
+		if s.swallow(int64(len(b))) {
+			return nil
+		}
+		return s.refuse(&errorMsg{Code: "bad_request", Message: "a binary frame came with no upload open"})
+	}
+	n := int64(len(b))
+	var problem string
+	switch {
+	case n > s.cfg.UploadChunkBytes:
+		problem = fmt.Sprintf("upload: a frame of %d bytes is over the chunk limit of %d", n, s.cfg.UploadChunkBytes)
+	case u.received+n > u.size:
+		problem = fmt.Sprintf("upload: more than the %d bytes announced", u.size)
+	case u.received+n-u.sent.Load() > uploadWindow*s.cfg.UploadChunkBytes:
+		problem = "upload: more bytes in flight than upload_progress allows"
+	}
+	if problem != "" {
+		s.bad++
+		return s.failUpload(u, &refusal{code: "bad_request", message: problem})
+	}
+	if !s.cfg.Budget.tryAcquire(n) {
+		return s.failUpload(u, errNoRoom)
+	}
+	select {
+	case u.chunks <- b:
+	default:
+		s.cfg.Budget.release(n)
+		return s.failUpload(u, &refusal{code: "bad_request", message: "upload: too many small frames in flight"})
+	}
+	u.received += n
+	if u.received == u.size {
+		close(u.chunks)
+		s.current = nil // the next upload may start
+	}
+	return nil
+}
+
+// swallow takes a frame of an upload that ended early, within what it
+// announced: frames already on their way are not an error.
+func (s *Session) swallow(n int64) bool {
+	for _, u := range s.uploads {
+		if u.ignore >= n {
+			u.ignore -= n
+			return true
+		}
+	}
+	return false
+}
+
+// failUpload ends the current upload u with err, at once.
+func (s *Session) failUpload(u *upload, err error) error {
+	if s.current == u {
+		s.current = nil
+		u.ignore = u.size - u.received
+	}
+	if u.err == nil {
+		u.err = err
+	}
+	u.cancel()
+	return nil // the goroutine reports the end
+}
+
+// sendUpload is an upload's goroutine.
+func (s *Session) sendUpload(ctx context.Context, v Visitor, u *upload) {
+	body := &chunkReader{ctx: ctx, u: u, budget: s.cfg.Budget, wake: s.upWake}
+	file, err := v.Upload(ctx, upstream.Upload{Name: u.name, MIME: u.mime, Size: u.size, Body: body}, s.cfg.MaxUploadBytes)
+	body.giveBack()
+	select {
+	case s.upEvents <- upEvent{u: u, file: file, err: err}:
+	case <-s.done:
+	}
+}
+
+// uploadEnded reports an upload's end to the page, and to the jobs that
+// wait for it.
+func (s *Session) uploadEnded(ev upEvent) error {
+	u := ev.u
+	if s.current == u {
+		s.current = nil
+		u.ignore = u.size - u.received
+	}
+	u.over = true
+	s.drain(u)
+	switch {
+	case u.err != nil: // the relay ended it: the page's own problem, or no room
+	case u.cancelled:
+		u.err = context.Canceled
+	case ev.err != nil:
+		u.err = ev.err
+	default:
+		u.file = ev.file
+	}
+	if err := s.reportEnd(u); err != nil {
+		return err
+	}
+	return s.submitWaiting()
+}
+
+// reportEnd tells the page how an upload ended.
+func (s *Session) reportEnd(u *upload) error {
+	if u.file != nil {
+		if err := s.reportProgress(u, u.size); err != nil {
+			return err
+		}
+		return s.writeJSON(uploadedMsg{"uploaded", u.id, u.size})
+	}
+	s.uploaded -= u.size // a failed upload uses none of the session's allowance
+	if errors.Is(u.err, context.Canceled) {
+		return s.writeJSON(idMsg{"cancelled", u.id})
+	}
+	return s.sendError(upstreamError(u.id, u.err))
+}
+
+// uploadProgress tells the page how far its uploads have gone upstream.
+func (s *Session) uploadProgress() error {
+	for _, u := range s.uploads {
+		if !u.over {
+			if err := s.reportProgress(u, u.sent.Load()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// reportProgress sends upload_progress for u at sent bytes: about once a
+// chunk, and once at the end.
+func (s *Session) reportProgress(u *upload, sent int64) error {
+	if sent <= u.reported || sent < u.size && sent-u.reported < s.cfg.UploadChunkBytes {
+		return nil
+	}
+	u.reported = sent
+	return s.writeJSON(uploadProgressMsg{"upload_progress", u.id, sent, u.size})
+}
+
+// drain gives back the budget of the chunks of u its request never took.
+// Its goroutine has ended: nothing else takes from u.chunks.
+func (s *Session) drain(u *upload) {
+	for {
+		select {
+		case b, ok := <-u.chunks:
+			if !ok {
+				return
+			}
+			s.cfg.Budget.release(int64(len(b)))
+		default:
+			return
+		}
+	}
+}
+
+// chunkReader is the body of an upload's request: the chunks Run hands
+// over, in order. Each chunk's room in the relay's budget is given back as
+// the request takes it.
+type chunkReader struct {
+	ctx    context.Context
+	u      *upload
+	budget *Budget
+	wake   chan struct{}
+	cur    []byte
+	held   int64 // budget of cur
+}
+
+func (r *chunkReader) Read(p []byte) (int, error) {
+	if len(r.cur) == 0 {
+		r.giveBack()
+		select {
+		case b, ok := <-r.u.chunks:
+			if !ok {
+				return 0, io.EOF
+			}
+			r.cur, r.held = b, int64(len(b))
+		case <-r.ctx.Done():
+			return 0, r.ctx.Err()
+		}
+	}
+	n := copy(p, r.cur)
+	r.cur = r.cur[n:]
+	r.u.sent.Add(int64(n))
+	select { // Run tells the page, when it gets to it
+	case r.wake <- struct{}{}:
+	default:
+	}
+	return n, nil
+}
+
+func (r *chunkReader) giveBack() {
+	r.budget.release(r.held)
+	r.held = 0
+}
+

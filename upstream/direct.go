@@ -1,0 +1,106 @@
+package upstream
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+)
+
+// direct reports whether calls of ep bypass the queue.
+func (ep *Endpoint) direct() bool { return false }
+
+// direct runs a call of an endpoint that does not use the queue (Gradio's
+// queue=False events): one POST {prefix}/run/{api_name} with the
+// visitor's headers and session_hash, answered with the outputs or the
+// app's error. fn gets *Accepted as the request goes out, then
+// *Completed; there is no queue position and no progress.
+func (s *Session) direct(ctx context.Context, api *API, ep *Endpoint, data []any, fn func(Event) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var header http.Header
+	if !s.do(func() { header = s.trackDirect(cancel) }) || header == nil {
+		return ErrClosed
+	}
+	defer s.do(func() { s.untrackDirect() })
+	if err := fn(&Accepted{}); err != nil {
+		return err
+	}
+	out, err := s.postDirect(ctx, api, ep, data, header)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return err
+	}
+	c := &Completed{Data: ep.outputs(out.Data)}
+	if out.Duration != nil {
+		c.Duration = *out.Duration
+	}
+	return fn(c)
+}
+
+// trackDirect counts a direct call as a request of the session, which
+// Close cuts; it returns the visitor's headers, or nil when closing.
+func (s *Session) trackDirect(cancel context.CancelFunc) http.Header {
+	if s.close.begun {
+		return nil
+	}
+	s.busy++
+	s.directs = append(s.directs, cancel)
+	return s.header.Clone()
+}
+
+func (s *Session) untrackDirect() {
+	s.busy--
+	s.directs = s.directs[1:] // (any one: each only cancels its own context)
+	s.advanceClose()
+}
+
+func (s *Session) postDirect(ctx context.Context, api *API, ep *Endpoint, data []any, header http.Header) (output, error) {
+	var out output
+	body, err := json.Marshal(map[string]any{
+		"data": data, "fn_index": ep.fnIndex, "session_hash": s.hash,
+		"event_data": nil, "trigger_id": nil,
+	})
+	if err != nil {
+		return out, fmt.Errorf("upstream: direct call: %w", err)
+	}
+	if header == nil {
+		header = http.Header{}
+	}
+	header.Set("Content-Type", "application/json")
+	header.Set("X-Gradio-User", "api")
+	u := api.BaseURL + api.Prefix + "/run/" + strings.TrimPrefix(ep.Name, "/")
+	req, err := s.c.request(ctx, http.MethodPost, u, bytes.NewReader(body), header)
+	if err != nil {
+		return out, err
+	}
+	resp, err := s.http.Do(req)
+	if err != nil {
+		return out, unavailable("direct call", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+	if resp.StatusCode/100 == 2 {
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.UseNumber()
+		if err := dec.Decode(&out); err != nil {
+			return out, &Error{Code: CodeUnavailable, Message: msgBadAnswer, Err: fmt.Errorf("direct call: %w", err)}
+		}
+		return out, nil
+	}
+	// The app's own failure is a 500 with Gradio's error payload.
+	if resp.StatusCode == http.StatusInternalServerError {
+		var e output
+		if json.Unmarshal(b, &e) == nil && e.Data == nil && bytes.Contains(b, []byte(`"error"`)) {
+			return out, appError(str(e.Title), e.Error, api.legacyQuoted)
+		}
+	}
+	herr := httpError("direct call", resp.StatusCode, resp.Header, b)
+	redact(herr, s.c.cfg.HFToken, header.Get("X-Ip-Token"))
+	return out, herr
+}
