@@ -183,8 +183,18 @@ func newEndpoint(name string, index int, dep appDependency, raw json.RawMessage,
 	if dep.ID != nil {
 		ep.fnIndex = *dep.ID
 	}
+	if err := ep.setInputs(dep.Inputs, &doc, comps, tr); err != nil {
+		return nil, err
+	}
+	ep.setOutputs(dep.Outputs, &doc, comps, tr)
+	return ep, nil
+}
+
+// setInputs lays the function's inputs (component ids) out as slots, and
+// describes its parameters: one per visible input, in order.
+func (ep *Endpoint) setInputs(inputs []int, doc *endpointDoc, comps map[int]appComponent, tr translations) error {
 	var visible []int // the component ids of the parameters, in order
-	for _, id := range dep.Inputs {
+	for _, id := range inputs {
 		if comps[id].hidden() {
 			ep.slots = append(ep.slots, -1)
 			continue
@@ -193,7 +203,7 @@ func newEndpoint(name string, index int, dep appDependency, raw json.RawMessage,
 		visible = append(visible, id)
 	}
 	if len(visible) != len(doc.Parameters) {
-		return nil, fmt.Errorf("/info gives it %d parameters, but its event in /config has %d visible inputs", len(doc.Parameters), len(visible))
+		return fmt.Errorf("/info gives it %d parameters, but its event in /config has %d visible inputs", len(doc.Parameters), len(visible))
 	}
 	for k, d := range doc.Parameters {
 		p := Param{
@@ -207,7 +217,13 @@ func newEndpoint(name string, index int, dep appDependency, raw json.RawMessage,
 		p.setSchema(d.Type)
 		ep.Inputs = append(ep.Inputs, p)
 	}
-	for j, id := range dep.Outputs {
+	return nil
+}
+
+// setOutputs keeps the positions of the function's visible outputs and
+// names them.
+func (ep *Endpoint) setOutputs(outputs []int, doc *endpointDoc, comps map[int]appComponent, tr translations) {
+	for j, id := range outputs {
 		if !comps[id].hidden() {
 			ep.keep = append(ep.keep, j)
 		}
@@ -219,7 +235,6 @@ func newEndpoint(name string, index int, dep appDependency, raw json.RawMessage,
 		}
 		ep.Outputs = append(ep.Outputs, Output{Name: label, Component: r.Component.s})
 	}
-	return ep, nil
 }
 
 // decodeNumbers decodes raw into v with numbers kept as json.Number.
