@@ -1,6 +1,8 @@
 package relay
 
 import (
+	"context"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -52,7 +54,7 @@ func newMetrics() *metrics {
 			Name: "spacerelay_handshakes_refused_total", Help: "WebSocket upgrade requests refused, by refusal code.",
 		}, []string{"reason"}),
 		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "spacerelay_jobs_total", Help: "Jobs ended, by outcome (completed, error, cancelled) and error code.",
+			Name: "spacerelay_jobs_total", Help: "Jobs ended, by outcome (completed, error, cancelled, or ended: the session ended first) and error code.",
 		}, []string{"outcome", "code"}),
 		queueWait: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "spacerelay_job_queue_wait_seconds", Help: "Time jobs waited in the upstream queue, from accepted to started.",
@@ -115,5 +117,29 @@ func (m *metrics) hooks() session.Hooks {
 			m.textBytes.Add(float64(n))
 		},
 		Relayed: func(d time.Duration) { m.relayed.Observe(d.Seconds()) },
+	}
+}
+
+// jobEnded logs each job's end: at debug, a failure at info, and its
+// cause (which the page is not told) when debug is on. Never a token: the
+// session's errors hold none (the upstream redacts what a Space echoes).
+func (s *Server) jobEnded(next func(session.JobStats)) func(session.JobStats) {
+	return func(st session.JobStats) {
+		next(st)
+		level := slog.LevelDebug
+		attrs := []slog.Attr{
+			slog.String("session", st.Session), slog.String("job", st.Job),
+			slog.String("endpoint", st.Endpoint), slog.String("outcome", st.Outcome),
+			slog.Duration("duration", st.Duration.Round(time.Millisecond)),
+		}
+		if st.Outcome == "error" {
+			level = slog.LevelInfo
+			attrs = append(attrs, slog.String("code", st.Code))
+			// The cause (an address, a Go error) only at debug.
+			if st.Err != nil && s.logger().Enabled(context.Background(), slog.LevelDebug) {
+				attrs = append(attrs, slog.String("err", st.Err.Error()))
+			}
+		}
+		s.logger().LogAttrs(context.Background(), level, "job ended", attrs...)
 	}
 }

@@ -186,6 +186,7 @@ func (s *Server) init() {
 			}, func() float64 { return float64(s.UpstreamConns()) }))
 		}
 		s.hooks = s.metrics.hooks()
+		s.hooks.JobEnded = s.jobEnded(s.hooks.JobEnded)
 		s.state.Store(&readiness{state: "starting"})
 		s.mux = s.routes()
 	})

@@ -27,6 +27,7 @@ type fakeUpstream struct {
 	closed  int
 	joins   []any // the first input of each job, in the order they were submitted
 	calls   []upstream.Call
+	tokens  []string // the X-IP-Token each job was submitted with
 	// joinDelay, if set, is how long each job's join takes, by first input.
 	joinDelay map[any]time.Duration
 	// uploadGate, if set, lets an upload read one more chunk per receive.
@@ -38,7 +39,7 @@ func (f *fakeUpstream) Open(h http.Header) session.Visitor {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.headers = append(f.headers, h)
-	return &fakeVisitor{f: f}
+	return &fakeVisitor{f: f, header: h}
 }
 
 func (f *fakeUpstream) closes() int {
@@ -51,8 +52,9 @@ func (f *fakeUpstream) closes() int {
 // upstream's Close, Close waits for emits in progress.
 type fakeVisitor struct {
 	f       *fakeUpstream
-	calling sync.RWMutex // read-held by each emit in progress
+	calling sync.RWMutex  // read-held by each emit in progress
 	last    chan struct{} // closed once the last job submitted has handed on its Accepted
+	header  http.Header   // the visitor's current headers (guarded by f.mu)
 }
 
 func (v *fakeVisitor) Submit(ctx context.Context, call upstream.Call) (session.Job, error) {
@@ -63,6 +65,7 @@ func (v *fakeVisitor) Submit(ctx context.Context, call upstream.Call) (session.J
 	v.f.mu.Lock()
 	v.f.joins = append(v.f.joins, first)
 	v.f.calls = append(v.f.calls, call)
+	v.f.tokens = append(v.f.tokens, v.header.Get("X-IP-Token"))
 	v.f.mu.Unlock()
 	j := &fakeJob{v: v, ctx: ctx, call: call, box: newFakeBox(), delay: v.f.joinDelay[first],
 		prev: v.last, accepted: make(chan struct{})}
@@ -251,6 +254,14 @@ func (v *fakeVisitor) SetHeader(h http.Header) {
 	v.f.mu.Lock()
 	defer v.f.mu.Unlock()
 	v.f.headers = append(v.f.headers, h)
+	v.header = h
+}
+
+// snapshot returns what f has recorded so far.
+func (f *fakeUpstream) snapshot() (calls []upstream.Call, tokens []string, uploaded [][]byte) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append(calls, f.calls...), append(tokens, f.tokens...), append(uploaded, f.uploaded...)
 }
 
 func (v *fakeVisitor) Close() error {

@@ -186,7 +186,7 @@ func (s *Session) cancel(m *inbound) error {
 	}
 	s.bad = 0
 	j.cancelled = true
-	j.cancel() // the job's Follow ends it: cancelled, or what was on its way
+	j.cancel()            // the job's Follow ends it: cancelled, or what was on its way
 	if len(j.waits) > 0 { // never submitted: it ends here
 		return s.endEarly(j, context.Canceled)
 	}

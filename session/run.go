@@ -393,4 +393,3 @@ func (s *Session) ping(ctx context.Context) {
 		s.pongs <- err // buffered: one ping at a time
 	})
 }
-

@@ -1,6 +1,7 @@
 package session_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -35,12 +36,38 @@ type harness struct {
 	cancel  context.CancelFunc
 	ended   chan error
 	stats   chan session.JobStats
+	sess    *session.Session
+	inbox   chan frame // set by readAhead
+}
+
+// frame is one message the browser read.
+type frame struct {
+	typ websocket.MessageType
+	b   []byte
+	err error
+}
+
+// readAhead makes the browser read all the time, as a browser does, into
+// inbox, where recv takes from: the test may send while the relay writes.
+func (h *harness) readAhead() {
+	h.inbox = make(chan frame, 1024)
+	go func() {
+		for {
+			typ, b, err := h.browser.Read(context.Background())
+			h.inbox <- frame{typ, b, err}
+			if err != nil {
+				return
+			}
+		}
+	}()
 }
 
 func start(t *testing.T, up *fakeUpstream, cfg session.Config) *harness {
 	t.Helper()
 	browser, relay := wsPipe(t)
-	relay.SetReadLimit(1024)
+	// The relay's read limit: the larger of the message and chunk limits,
+	// as the relay sets it (1024 when the test sets neither).
+	relay.SetReadLimit(max(cmp.Or(cfg.MaxMessageBytes, 1024), cfg.UploadChunkBytes))
 	if cfg.API == nil {
 		cfg.API = testAPI
 	}
@@ -49,6 +76,7 @@ func start(t *testing.T, up *fakeUpstream, cfg session.Config) *harness {
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	s := session.New(cfg, relay, up)
+	h.sess = s
 	go func() { h.ended <- s.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
@@ -69,7 +97,13 @@ func (h *harness) send(msg string) {
 // {"binary": length}.
 func (h *harness) recv() map[string]any {
 	h.t.Helper()
-	typ, b, err := h.browser.Read(context.Background())
+	var f frame
+	if h.inbox != nil {
+		f = <-h.inbox
+	} else {
+		f.typ, f.b, f.err = h.browser.Read(context.Background())
+	}
+	typ, b, err := f.typ, f.b, f.err
 	if err != nil {
 		h.t.Fatalf("read: %v", err)
 	}

@@ -303,4 +303,3 @@ func (r *chunkReader) giveBack() {
 	r.budget.release(r.held)
 	r.held = 0
 }
-

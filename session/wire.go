@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"regexp"
 	"strings"
 	"sync"
@@ -63,13 +64,31 @@ func whyUndecodable(err error) string {
 	case errors.As(err, &typeErr) && typeErr.Field == "":
 		return fmt.Sprintf("the message is a JSON %s, not an object", typeErr.Value)
 	case errors.As(err, &typeErr):
-		return fmt.Sprintf("field %q of the message must not be a JSON %s", typeErr.Field, typeErr.Value)
-	case errors.As(err, &syntaxErr):
-		return "the message is not valid JSON"
+		return fmt.Sprintf("field %q of the message must be %s, not a JSON %s", typeErr.Field, jsonKind(typeErr.Type), typeErr.Value)
 	case strings.Contains(err.Error(), "exceeded max depth"):
 		return "the message nests too deeply"
+	case errors.As(err, &syntaxErr):
+		return "the message is not valid JSON"
 	}
 	return "the message is not a JSON object"
+}
+
+// jsonKind names the JSON value a Go type decodes from.
+func jsonKind(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	}
+	return "a number"
 }
 
 var jobID = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,64}$`)
@@ -283,4 +302,3 @@ func endpointsJSON(api *upstream.API) ([]byte, error) {
 	}
 	return b, err
 }
-

@@ -26,13 +26,49 @@ type fakeApp struct {
 	protocol string
 	join     func(w http.ResponseWriter, r *http.Request, body map[string]any)
 	stream   func(w http.ResponseWriter, r *http.Request)
+	cancel   func(body map[string]any) // if set, called with each cancel's body
 	cancels  atomic.Int32
 	streams  atomic.Int32
 	headers  sync.Map // path -> http.Header of the last request
+
+	mu       sync.Mutex
+	requests []fakeRequest // every request, in order
+}
+
+// fakeRequest is what the fakeApp saw of one request.
+type fakeRequest struct {
+	path   string
+	header http.Header
+	body   map[string]any // a JSON body, decoded
+	size   int            // the body's length
+}
+
+func (f *fakeApp) log() []fakeRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]fakeRequest(nil), f.requests...)
 }
 
 func (f *fakeApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.headers.Store(r.URL.Path, r.Header.Clone())
+	var raw []byte
+	if r.Body != nil { // (a client request in memory may have none)
+		raw, _ = io.ReadAll(r.Body)
+	}
+	var body map[string]any
+	json.Unmarshal(raw, &body)
+	f.mu.Lock()
+	f.requests = append(f.requests, fakeRequest{path: r.URL.Path, header: r.Header.Clone(), body: body, size: len(raw)})
+	f.mu.Unlock()
+	switch {
+	case strings.HasPrefix(r.URL.Path, "/gradio_api/file="):
+		w.Header().Set("Content-Type", "image/png")
+		io.WriteString(w, "png bytes")
+		return
+	case r.URL.Path == "/gradio_api/upload":
+		fmt.Fprintf(w, `["/tmp/gradio/up/%d"]`, len(raw))
+		return
+	}
 	switch r.URL.Path {
 	case "/config":
 		v, p := f.version, f.protocol
@@ -51,8 +87,6 @@ func (f *fakeApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"parameter_has_default":false,"type":{"type":"string"},"python_type":{"type":"str"},"component":"Textbox"}],
 			"returns":[{"label":"Echo","component":"Textbox"}]}},"unnamed_endpoints":{}}`)
 	case "/gradio_api/queue/join":
-		var body map[string]any
-		json.NewDecoder(r.Body).Decode(&body)
 		f.join(w, r, body)
 	case "/gradio_api/queue/data":
 		f.streams.Add(1)
@@ -60,6 +94,9 @@ func (f *fakeApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.stream(w, r)
 	case "/gradio_api/cancel":
 		f.cancels.Add(1)
+		if f.cancel != nil {
+			f.cancel(body)
+		}
 		io.WriteString(w, `{"success":true}`)
 	default:
 		http.NotFound(w, r)

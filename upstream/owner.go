@@ -22,7 +22,7 @@ const (
 	// cancelEcho: after the upstream has answered a cancel, the job's
 	// completion comes on the stream at once. A stream that brings
 	// nothing at all for this long after is stuck, and is replaced.
-	cancelEcho = 5 * time.Second
+	cancelEcho = 2 * time.Second
 )
 
 // errStalled fails the jobs of a stream that stopped answering.
@@ -141,7 +141,7 @@ func (s *Session) startJoin() {
 	if req.flying || req.joined || s.fnCancel[req.ep.fnIndex] > 0 {
 		return
 	}
-	if s.reader != nil && time.Since(s.reader.last) > staleAfter {
+	if s.stuck(time.Now()) {
 		s.replaceStream(errStalled)
 	}
 	req.flying = true
@@ -228,6 +228,9 @@ func (s *Session) register(api *API, j *job) {
 	s.nEarly -= len(early)
 	delete(s.early, j.id)
 	s.jobs[j.id] = j
+	if len(early) > 0 {
+		j.seen = s.readers // they came on the stream open now, or one before
+	}
 	for _, m := range early {
 		s.deliver(api, j, m)
 	}
@@ -336,9 +339,13 @@ func (s *Session) flushCancels() {
 // cancels no running job and only takes its event out of the queue.
 const noFunction = -1
 
+// siblingRunning reports whether another job of j's function that is
+// still wanted runs, or may: it has started, or nothing has come of it
+// yet (a job queued behind j hears its estimation at once, one that
+// started at once hears process_starts), or its join is in flight.
 func (s *Session) siblingRunning(j *job) bool {
 	for _, k := range s.jobs {
-		if k != j && k.fn == j.fn && k.started && !k.cancelWanted {
+		if k != j && k.fn == j.fn && !k.cancelWanted && (k.started || k.seen == 0) {
 			return true
 		}
 	}
@@ -388,27 +395,45 @@ func (s *Session) watchFor(t time.Time) {
 	s.watch, s.watchAt = time.NewTimer(time.Until(t)), t
 }
 
-// checkStuck replaces the stream if a job it should have ended by now, a
-// cancelled one, was met with silence.
+// stuck reports whether the stream is known to be stuck at now: it has
+// missed a heartbeat, or a job it should have ended by now (a cancelled
+// one: its completion comes right after the cancel's answer) was met with
+// silence.
+func (s *Session) stuck(now time.Time) bool {
+	r := s.reader
+	if r == nil {
+		return false
+	}
+	if now.Sub(r.last) > staleAfter {
+		return true
+	}
+	for _, j := range s.jobs {
+		if !j.cancelled.IsZero() && !now.Before(j.cancelled.Add(cancelEcho)) && !r.last.After(j.cancelled) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkStuck replaces the stream if it is stuck, failing the jobs waiting
+// on it at once rather than at the idle limit, and watches on while a
+// cancelled job's completion is due.
 func (s *Session) checkStuck() {
 	now := time.Now()
+	if s.stuck(now) {
+		s.replaceStream(errStalled)
+		return
+	}
 	var next time.Time
 	for _, j := range s.jobs {
 		if j.cancelled.IsZero() {
 			continue
 		}
-		due := j.cancelled.Add(cancelEcho)
-		if now.Before(due) {
-			if next.IsZero() || due.Before(next) {
-				next = due
-			}
-			continue
+		if due := j.cancelled.Add(cancelEcho); due.After(now) && (next.IsZero() || due.Before(next)) {
+			next = due
+		} else if !due.After(now) {
+			j.cancelled = time.Time{} // the stream spoke since: it is alive
 		}
-		if s.reader != nil && s.reader.last.Before(j.cancelled) {
-			s.replaceStream(errStalled)
-			return
-		}
-		j.cancelled = time.Time{} // the stream is alive: it will come
 	}
 	if !next.IsZero() {
 		s.watchFor(next)

@@ -18,7 +18,9 @@ export interface WebSocketLike {
   onmessage: ((ev: { data: unknown }) => void) | null;
   onclose: ((ev: { code: number; reason: string }) => void) | null;
   onerror: ((ev: unknown) => void) | null;
-  send(data: string): void;
+  /** Bytes queued by send() and not yet sent; uploads wait while it is high. */
+  readonly bufferedAmount: number;
+  send(data: string | ArrayBuffer): void;
   close(code?: number, reason?: string): void;
 }
 
@@ -33,8 +35,11 @@ export interface ReconnectOptions {
   factor?: number;
   /**
    * Close codes after which the client reconnects. Defaults to
-   * [1001, 1008, 1011] (PROTOCOL.md section 7); 1008 starts with a longer
-   * delay. A broken connection (1006, or a ping timeout) is not among them.
+   * [1001, 1006, 1008, 1011, 1012, 1013, 4429, 4503] (PROTOCOL.md section
+   * 7, and 1006 for a connection that broke without a close frame or a
+   * ping timeout); 1008 starts with a longer delay, and 4429/4503 wait
+   * out the relay's retry_after. A client that never reached a relay
+   * (connection_failed) does not retry, except after 4429/4503.
    */
   codes?: number[];
 }
@@ -60,12 +65,43 @@ export interface ConnectOptions {
   pingTimeout?: number;
   /** Reconnection, or false for none. */
   reconnect?: ReconnectOptions | false;
+  /**
+   * Most jobs that wait here to be sent: over limits.maxJobs unfinished
+   * jobs, or while the client connects or reconnects. A submit beyond it
+   * ends at once with too_many_jobs. 0 turns waiting off: a submit is sent
+   * at once (the relay may refuse it with too_many_jobs) or, while not
+   * connected, ends with not_connected. Defaults to 16.
+   */
+  maxWaiting?: number;
+  /**
+   * The socket's bufferedAmount, in bytes, above which an upload waits
+   * before its next frame. Defaults to twice limits.uploadChunkBytes.
+   */
+  uploadBuffer?: number;
+  /**
+   * The fetch used for the token refresh (PROTOCOL.md section 6). Defaults
+   * to globalThis.fetch.
+   */
+  fetch?: typeof fetch;
 }
 
 /** One input of an endpoint, from hello. */
 export interface EndpointInput {
   name: string;
+  /** The component's label. */
   label?: string;
+  /** The component's help text. */
+  info?: string;
+  /** Dropdown, Radio, CheckboxGroup: the values a submit may send, with their labels. */
+  choices?: { value: unknown; label: string }[];
+  /** Slider, Number: bounds and step. */
+  minimum?: number;
+  maximum?: number;
+  step?: number;
+  /** For a file input: what an upload should accept, e.g. ["image"] or [".png", ".jpg"]. */
+  file_types?: string[];
+  /** The parameter's JSON schema, from the Space's API. */
+  schema?: unknown;
   /** string, integer, number, boolean, array, object, file or any. */
   type: "string" | "integer" | "number" | "boolean" | "array" | "object" | "file" | "any" | (string & {});
   /** The Gradio component, such as "Textbox" or "Slider". */
@@ -86,6 +122,8 @@ export interface Endpoint {
   name: string;
   inputs: EndpointInput[];
   outputs: EndpointOutput[];
+  /** The endpoint yields partial outputs (previews). */
+  generator?: boolean;
 }
 
 export interface Limits {
@@ -95,13 +133,39 @@ export interface Limits {
   maxMessageBytes: number | null;
   /** Largest file the relay forwards. */
   maxFileBytes: number | null;
+  /** Largest file a page may upload; a bigger one is refused here (file_too_large). */
+  maxUploadBytes: number | null;
+  /** Most bytes a session may upload in all. */
+  maxSessionUploadBytes: number | null;
+  /** Largest binary frame of an upload: the client's chunk size. */
+  uploadChunkBytes: number | null;
 }
 
-export interface TokenInfo {
+/** The token as hello said it. */
+export interface HelloToken {
   /** The upgrade request carried a token. */
   present: boolean;
   /** The token's expiry, when it is a JWT with exp. */
   expiresAt: Date | null;
+}
+
+/** The visitor's token as the relay sees it (client.token). */
+export interface TokenInfo extends HelloToken {
+  /**
+   * Seconds the token has left by the relay's clock (hello's expires_in,
+   * or the last refresh's, counted down on the page's monotonic clock),
+   * or null when it does not expire.
+   */
+  expiresIn: number | null;
+  /** The relay said how to refresh it (PROTOCOL.md section 6). */
+  refreshable: boolean;
+  /** Why the last refresh failed (code token_refresh_failed), or null. */
+  error: SpaceRelayError | null;
+}
+
+/** The detail of a "token" event: after each refresh, done or failed. */
+export interface TokenEvent extends TokenInfo {
+  refreshed: boolean;
 }
 
 /** What the relay said in hello, in JavaScript's casing. */
@@ -110,7 +174,9 @@ export interface Hello {
   session: string;
   endpoints: Endpoint[];
   limits: Limits;
-  token: TokenInfo;
+  /** Optional parts of the protocol the relay speaks: "upload", "token_refresh". */
+  features: string[];
+  token: HelloToken;
 }
 
 /** Error codes of the relay (PROTOCOL.md section 4). */
@@ -131,9 +197,25 @@ export type RelayErrorCode =
   | "file_too_large"
   | "internal";
 
+/** Refusals of a connection (close codes 4401, 4429, 4503; PROTOCOL.md section 1). */
+export type RefusalCode =
+  /** 4401: the relay needs a visitor token and the connection carried none. Not retried. */
+  | "missing_token"
+  /** 4429: this visitor holds the relay's limit of sessions (too many tabs). Retried after retryAfter. */
+  | "too_many_sessions"
+  /** 4503: the relay is full. Retried after retryAfter. */
+  | "over_capacity"
+  /** 4503: the relay is draining for a restart. Retried after retryAfter. */
+  | "shutting_down"
+  /** 4503: the relay does not know the Space's API yet (asleep, starting). Retried after retryAfter. */
+  | "upstream_unavailable";
+
 /** Error codes of the client itself. */
 export type ClientErrorCode =
-  /** The first connection failed or said no hello in time. */
+  /**
+   * The first connection failed before it opened or said no hello in time:
+   * the relay is unreachable, or it does not allow the page's origin.
+   */
   | "connection_failed"
   /** The connection ended while the job was unfinished. */
   | "connection_lost"
@@ -144,9 +226,11 @@ export type ClientErrorCode =
   /** job.result of a cancelled job. */
   | "cancelled"
   /** The relay sent something protocol version 1 does not allow. */
-  | "protocol";
+  | "protocol"
+  /** The token refresh failed (status and cause say how); reload the page. */
+  | "token_refresh_failed";
 
-export type ErrorCode = RelayErrorCode | ClientErrorCode | (string & {});
+export type ErrorCode = RelayErrorCode | RefusalCode | ClientErrorCode | (string & {});
 
 export declare class SpaceRelayError extends Error {
   constructor(code: ErrorCode, message: string, details?: {
@@ -155,19 +239,22 @@ export declare class SpaceRelayError extends Error {
     jobId?: string | null;
     closeCode?: number | null;
     closeReason?: string | null;
+    status?: number | null;
     cause?: unknown;
   });
   readonly name: "SpaceRelayError";
   readonly code: ErrorCode;
   /** A short title from the upstream app, such as "ZeroGPU quota exceeded". */
   readonly title: string | null;
-  /** Seconds until a retry may succeed, when the upstream said. */
+  /** Seconds until a retry may succeed, when the upstream or a refusal (retry_after=N) said. */
   readonly retryAfter: number | null;
   /** The job the error ended, if any. */
   readonly jobId: string | null;
-  /** For connection errors: the WebSocket close code (1006 when it broke). */
+  /** For connection errors and refusals: the WebSocket close code (1006 when it broke). */
   readonly closeCode: number | null;
   readonly closeReason: string | null;
+  /** For token_refresh_failed: the refresh route's HTTP status, if it answered. */
+  readonly status: number | null;
 }
 
 /** A file of an output: a File (a Blob with a name and a MIME type). */
@@ -197,6 +284,25 @@ interface EventBase {
   id: string;
 }
 
+/**
+ * The job waits here, not yet sent: behind max_jobs unfinished jobs
+ * (reason "jobs") or for the connection (reason "connection"). position
+ * jobs wait ahead of it (0 = next). Repeats as it moves.
+ */
+export interface WaitingEvent extends EventBase {
+  type: "waiting";
+  position: number;
+  reason: "jobs" | "connection";
+}
+/** A file of the job's inputs goes up: loaded of total bytes have reached the relay. */
+export interface UploadEvent extends EventBase {
+  type: "upload";
+  /** The upload's id on the wire. */
+  upload: string;
+  name: string;
+  loaded: number;
+  total: number;
+}
 /** The upstream queue took the job. */
 export interface AcceptedEvent extends EventBase { type: "accepted" }
 /** The job waits: position jobs are ahead of it (0 = next). Repeats as it moves. */
@@ -240,6 +346,8 @@ export interface CancelledEvent extends EventBase { type: "cancelled" }
 
 export type TerminalEvent = ResultEvent | JobErrorEvent | CancelledEvent;
 export type JobEvent =
+  | WaitingEvent
+  | UploadEvent
   | AcceptedEvent
   | QueuedEvent
   | StartedEvent
@@ -248,7 +356,7 @@ export type JobEvent =
   | PartialEvent
   | TerminalEvent;
 
-export type JobStatus = "pending" | "accepted" | "queued" | "started" | "completed" | "error" | "cancelled";
+export type JobStatus = "pending" | "waiting" | "uploading" | "accepted" | "queued" | "started" | "completed" | "error" | "cancelled";
 
 export interface JobResult {
   data: OutputData;
@@ -265,6 +373,8 @@ export declare class Job implements AsyncIterable<JobEvent> {
   private constructor();
   readonly id: string;
   readonly endpoint: string | null;
+  /** The inputs as given to submit. */
+  readonly inputs: Inputs;
   readonly status: JobStatus;
   readonly done: boolean;
   /**
@@ -274,12 +384,50 @@ export declare class Job implements AsyncIterable<JobEvent> {
    */
   readonly result: Promise<JobResult>;
   /**
-   * Asks the relay to cancel the job. Resolves when the job has ended: with
-   * cancelled, or with its result or error if that was already on its way.
+   * Cancels the job (and its uploads no other job uses). Resolves when the
+   * job has ended: with cancelled, or with its result or error if that was
+   * already on its way. A job still waiting here ends at once, and the
+   * relay never hears of it.
    */
   cancel(): Promise<void>;
+  /** Submits the same endpoint and inputs again, as a new job ("Retry this prompt"). */
+  retry(): Job;
   [Symbol.asyncIterator](): AsyncIterableIterator<JobEvent>;
 }
+
+/**
+ * A file uploaded once with client.upload(), for the inputs of later jobs
+ * of the session. Passing it (or its blob) in inputs sends {"upload": id}.
+ * After a reconnect the blob is uploaded again for the new session.
+ */
+export declare class Upload {
+  private constructor();
+  /** The upload's id on the wire (u1, u2, …), or null if it never started. */
+  readonly id: string | null;
+  readonly blob: Blob;
+  readonly name: string;
+  readonly size: number;
+  /** Bytes the relay has received. */
+  readonly loaded: number;
+  readonly status: "uploading" | "uploaded" | "error" | "cancelled";
+  /** Resolves when the relay has the whole file; rejects with a SpaceRelayError (file_too_large, connection_lost, cancelled, …). */
+  readonly done: Promise<Upload>;
+  /** Stops the upload, unless an unfinished job uses it. */
+  cancel(): void;
+}
+
+export interface UploadOptions {
+  /** Called as the relay receives the bytes. */
+  onProgress?: (p: { loaded: number; total: number }) => void;
+}
+
+/**
+ * Inputs: by name or positional. File, Blob and Upload values anywhere in
+ * them (top level, in arrays, in objects, a gallery item {file, caption})
+ * are uploaded first; a File of this session's outputs is sent as its
+ * reference.
+ */
+export type Inputs = Record<string, unknown> | unknown[];
 
 export type ConnectionState = "connecting" | "open" | "reconnecting" | "closed";
 
@@ -291,7 +439,12 @@ export interface StateChange {
   /** reconnecting, closed: the close code that ended the connection. */
   code?: number | null;
   reason?: string | null;
-  /** reconnecting, closed: why, as an error (code connection_lost, connection_failed or closed). */
+  /**
+   * reconnecting, closed: why, as an error: connection_lost,
+   * connection_failed, closed, or a refusal (missing_token,
+   * too_many_sessions, over_capacity, shutting_down, upstream_unavailable)
+   * with its retryAfter.
+   */
   error?: SpaceRelayError;
   /** reconnecting: the attempt about to be made, from 1, and its delay in ms. */
   attempt?: number;
@@ -305,13 +458,16 @@ export interface ClientEventMap {
   hello: CustomEvent<Hello>;
   /** An error message not about a job, or a protocol violation by the relay. */
   error: CustomEvent<SpaceRelayError>;
+  /** A token refresh was done (refreshed) or failed (error). */
+  token: CustomEvent<TokenEvent>;
 }
 
 /**
  * A connection to a relay. Make one with connect(), which waits for the
- * hello. The client reconnects after the close codes in
- * ConnectOptions.reconnect.codes; jobs unfinished when a connection ends
- * end with an error, and are not resubmitted.
+ * hello, or with new Client() to listen for events before it. The client
+ * reconnects after the close codes in ConnectOptions.reconnect.codes; jobs
+ * sent and unfinished when a connection ends end with connection_lost and
+ * are not resubmitted; jobs not sent yet wait for the next connection.
  */
 export declare class Client extends EventTarget {
   constructor(url?: string | URL, options?: ConnectOptions);
@@ -325,19 +481,33 @@ export declare class Client extends EventTarget {
   readonly protocol: number | null;
   readonly endpoints: Endpoint[];
   readonly limits: Limits | null;
+  /** hello.features: "upload", "token_refresh". */
+  readonly features: string[];
+  /** Jobs waiting here to be sent. */
+  readonly waiting: number;
+  /** The visitor's token as the relay sees it; null before the first hello. */
   readonly token: TokenInfo | null;
   endpoint(name: string): Endpoint | undefined;
 
   /**
    * Submits a job with named inputs (missing ones take the app's defaults)
-   * or positional data. Never throws: a job that cannot be sent ends at once
-   * with an error (not_connected, bad_request).
+   * or positional data; files in them are uploaded first. Never throws: a
+   * job that cannot be sent ends at once with an error (not_connected,
+   * bad_request, file_too_large, too_many_jobs when maxWaiting jobs wait).
    */
-  submit(endpoint: string, inputs?: Record<string, unknown> | unknown[]): Job;
+  submit(endpoint: string, inputs?: Inputs): Job;
   /** Submits to the relay's default endpoint. */
-  submit(inputs: Record<string, unknown> | unknown[]): Job;
+  submit(inputs: Inputs): Job;
   /** submit(…).result. */
-  predict(endpoint: string, inputs?: Record<string, unknown> | unknown[]): Promise<JobResult>;
+  predict(endpoint: string, inputs?: Inputs): Promise<JobResult>;
+  /** Uploads blob once, for the inputs of later jobs of this session. */
+  upload(blob: Blob, options?: UploadOptions): Upload;
+  /**
+   * Refreshes the token now; the client does so by itself on
+   * token_expiring and before a submit whose token has expired. Resolves
+   * true when the relay took a fresh token.
+   */
+  refreshToken(): Promise<boolean>;
 
   /** An app-level ping; resolves with the round trip in ms. */
   ping(): Promise<number>;

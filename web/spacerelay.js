@@ -2,8 +2,8 @@
 // version 1 (PROTOCOL.md). One ES module, no dependencies, no build step.
 //
 //	import { connect } from "/spacerelay.js";
-//	const client = await connect("/v1/ws");
-//	const job = client.submit("/generate", { prompt: "a red fox in snow" });
+//	const relay = await connect("/v1/ws");
+//	const job = relay.submit("/restyle", { image: file, prompt: "as a watercolour" });
 //	for await (const ev of job) console.log(ev.type, ev);
 //	const { data } = await job.result; // files are File objects (Blobs)
 //
@@ -19,6 +19,7 @@ const DEFAULTS = {
   connectTimeout: 10_000,
   pingInterval: 20_000,
   pingTimeout: 10_000,
+  maxWaiting: 16,
 };
 
 const RECONNECT = {
@@ -26,8 +27,15 @@ const RECONNECT = {
   minDelay: 500,
   maxDelay: 30_000,
   factor: 2,
-  codes: [1001, 1008, 1011], // PROTOCOL.md section 7
+  // PROTOCOL.md section 7, and a connection that broke without a close frame.
+  codes: [1001, 1006, 1008, 1011, 1012, 1013, 4429, 4503],
 };
+
+const UPLOAD_POLL = 10; // ms between looks at a full socket buffer
+// The relay holds at most this many chunks of an upload past its last
+// upload_progress (PROTOCOL.md section 9): a page sends no more ahead.
+const UPLOAD_WINDOW = 4;
+const REFRESH_WAIT_MAX = 10; // s: the longest Retry-After of the refresh route waited out
 
 /** What the close codes of PROTOCOL.md section 7 mean, for messages. */
 const CLOSE_REASONS = {
@@ -39,9 +47,20 @@ const CLOSE_REASONS = {
   1011: "the relay had an internal error",
 };
 
+/** The refusals of PROTOCOL.md section 1, by close code, and what they mean for people. */
+const REFUSAL_CODES = { 4401: "missing_token", 4429: "too_many_sessions", 4503: "over_capacity" };
+const REFUSALS = {
+  missing_token: "This Space needs a visitor token, and the connection carried none: open the page through its Space, signed in.",
+  too_many_sessions: "Too many tabs or windows are connected to this Space for you: close one, and this one connects by itself.",
+  over_capacity: "The relay is full right now; it takes new connections again shortly.",
+  shutting_down: "The relay is restarting; it takes connections again shortly.",
+  upstream_unavailable: "The Space is not ready yet: it may be asleep or starting.",
+};
+
 /**
- * An error of the relay (the code of an `error` message) or of this client
- * (connection_failed, connection_lost, closed, not_connected, timeout,
+ * An error of the relay (the code of an `error` message or of a refusal)
+ * or of this client (connection_failed, connection_lost, closed,
+ * not_connected, too_many_jobs for a full wait list, token_refresh_failed,
  * bad_request for inputs it cannot send, protocol).
  */
 export class SpaceRelayError extends Error {
@@ -54,27 +73,41 @@ export class SpaceRelayError extends Error {
     this.jobId = details.jobId ?? null;
     this.closeCode = details.closeCode ?? null;
     this.closeReason = details.closeReason ?? null;
+    this.status = details.status ?? null;
   }
 }
 
-function errorFromMessage(m) {
+function errorFromMessage(m, jobId = m.id ?? null) {
   const retry = Number.isFinite(m.retry_after) ? m.retry_after : null;
   return new SpaceRelayError(String(m.code || "internal"), String(m.message || m.code || "error"), {
     title: m.title || null,
     retryAfter: retry,
-    jobId: m.id ?? null,
+    jobId,
   });
 }
 
-function closeError(code, closeCode, closeReason) {
+// closeError is why a connection ended: a refusal (4xxx), or the loss of
+// a connection that had opened (connection_lost) or never did
+// (connection_failed).
+function closeError(url, opened, closeCode, closeReason) {
+  const details = { closeCode, closeReason: closeReason || null };
+  if (closeCode >= 4000 && closeCode < 5000) {
+    const m = /^([a-z_]+)(?:\s+retry_after=(\d+))?\s*$/.exec(closeReason || "");
+    const code = m?.[1] || REFUSAL_CODES[closeCode] || "refused";
+    const message = REFUSALS[code] || `The relay refused the connection (${closeReason || closeCode}).`;
+    return new SpaceRelayError(code, message, { ...details, retryAfter: m?.[2] ? Number(m[2]) : null });
+  }
   const why = closeReason || CLOSE_REASONS[closeCode] || `close code ${closeCode}`;
-  const msg = code === "closed" ? "the client was closed" : `the connection to the relay was lost: ${why}`;
-  return new SpaceRelayError(code, msg, { closeCode, closeReason: closeReason || null });
+  if (opened) return new SpaceRelayError("connection_lost", `the connection to the relay was lost: ${why}`, details);
+  return new SpaceRelayError("connection_failed",
+    `could not connect to ${url}: the relay is unreachable, or it does not allow this page's origin (${why})`, details);
 }
 
 /**
  * Connects to a relay and resolves once its hello has arrived. url may be
  * relative to the page ("/v1/ws"), or absolute with ws, wss, http or https.
+ * Refusals that say "retry after" (4429, 4503) are waited out; other
+ * failures of the first connection reject.
  */
 export async function connect(url = "/v1/ws", options = {}) {
   const client = new Client(url, options);
@@ -87,10 +120,17 @@ const PUSH = Symbol("push");
 const END = Symbol("end");
 const FILES = Symbol("files");
 const NAMED = Symbol("named");
+const CTL = Symbol("ctl");
+const SENT = Symbol("sent");
+
+// fileRefs: each File a relay sent, with the client and connection it came
+// on and its file id, so that passing it back sends {"file": id}.
+const fileRefs = new WeakMap();
 
 /**
- * One connection to a relay, reconnected when the relay says so. Use
- * connect() to make one. Events: "statechange", "hello", "error".
+ * One connection to a relay, reconnected as PROTOCOL.md section 7 says.
+ * Use connect() to make one, or new Client() and its ready promise.
+ * Events: "statechange", "hello", "token", "error".
  */
 export class Client extends EventTarget {
   // Static after construction.
@@ -98,19 +138,33 @@ export class Client extends EventTarget {
   #opts;
   #reconnect;
   #WebSocket;
+  #fetch;
   // The connection.
   #ws = null;
+  #conn = 0; // counts connections: work begun on an older one is stale
   #state = "connecting";
   #hello = null;
   #opened = false; // a hello has arrived on some socket
-  #closing = false; // close() was called
+  #closing = false; // close() was called, or the client gave up
   #attempt = 0;
-  #timers = { connect: 0, ping: 0, pong: 0, retry: 0 };
+  #timers = { connect: 0, ping: 0, pong: 0, retry: 0, refresh: 0 };
   #pings = []; // resolvers of outstanding pings, oldest first
   #pendingFile = null; // a file message waiting for its binary frame
+  // The visitor's token, from hello and the refresh route.
+  #token = null; // {present, expiresAt, expiresIn, at, refresh}
+  #refreshing = null; // the refresh in flight
+  #tokenError = null; // why the last refresh failed
   // Jobs.
-  #jobs = new Map();
   #seq = 0;
+  #waiting = []; // jobs not sent yet: no connection, or max_jobs reached
+  #active = new Set(); // jobs holding one of max_jobs: being prepared or sent
+  #jobs = new Map(); // jobs sent on this connection, by id
+  // Uploads of this connection.
+  #uploads = new Map(); // by id
+  #uploadQueue = []; // not announced yet, in order
+  #uploading = null; // the one whose bytes go now, or whose "uploaded" is due
+  #byBlob = new WeakMap(); // Blob → its upload on this connection
+  #uploadBytes = 0; // sizes announced on this connection
   #ready;
 
   constructor(url = "/v1/ws", options = {}) {
@@ -119,6 +173,7 @@ export class Client extends EventTarget {
     this.#opts = { ...DEFAULTS, ...options };
     this.#reconnect = options.reconnect === false ? null : { ...RECONNECT, ...(options.reconnect || {}) };
     this.#WebSocket = options.WebSocket || globalThis.WebSocket;
+    this.#fetch = options.fetch || globalThis.fetch?.bind(globalThis);
     if (typeof this.#WebSocket !== "function") {
       throw new TypeError("spacerelay: no WebSocket here: pass options.WebSocket (in Node 20, the ws package) or run Node with --experimental-websocket");
     }
@@ -143,7 +198,20 @@ export class Client extends EventTarget {
   get protocol() { return this.#hello?.protocol ?? null; }
   get endpoints() { return this.#hello?.endpoints ?? []; }
   get limits() { return this.#hello?.limits ?? null; }
-  get token() { return this.#hello?.token ?? null; }
+  get features() { return this.#hello?.features ?? []; }
+  /** Jobs waiting here to be sent, oldest first. */
+  get waiting() { return this.#waiting.length; }
+
+  /**
+   * The visitor's token as the relay sees it: present, expiresAt, and
+   * expiresIn (seconds left by the relay's clock, counted down here on the
+   * page's monotonic clock), or null before the first hello.
+   */
+  get token() {
+    const t = this.#token;
+    if (!t) return null;
+    return { present: t.present, expiresAt: t.expiresAt, expiresIn: tokenLeft(t), refreshable: !!t.refresh, error: this.#tokenError };
+  }
 
   /** The endpoint called name, or undefined. */
   endpoint(name) {
@@ -162,25 +230,49 @@ export class Client extends EventTarget {
 
   /**
    * Submits a job: inputs is an object keyed by parameter name or an array
-   * of positional data. The endpoint may be left out (submit(inputs)) when
-   * the relay has a default. Never throws: a job that cannot be sent ends
-   * at once with an error.
+   * of positional data; File and Blob values anywhere in it are uploaded
+   * first. The endpoint may be left out (submit(inputs)) when the relay has
+   * a default. Never throws: a job that cannot be sent ends at once with an
+   * error. Over max_jobs, or while the client reconnects, the job waits
+   * here (event "waiting") until it can be sent.
    */
   submit(endpoint, inputs) {
     if (typeof endpoint !== "string" && endpoint !== undefined && endpoint !== null) {
       [endpoint, inputs] = [undefined, endpoint];
     }
+    inputs ??= {};
     const id = `j${++this.#seq}`;
-    const job = new Job(id, endpoint ?? null, this.endpoint(endpoint)?.outputs ?? [], (j) => this.#cancel(j));
-    const refusal = this.#send(id, endpoint, inputs ?? {});
+    const job = new Job(id, endpoint ?? null, inputs, {
+      outputs: () => this.endpoint(endpoint)?.outputs ?? [],
+      cancel: (j) => this.#cancel(j),
+      retry: (j) => this.submit(j.endpoint, j.inputs),
+    });
+    const refusal = this.#admit(job);
     if (refusal) job[END](refusal);
-    else this.#jobs.set(id, job);
     return job;
   }
 
   /** submit(endpoint, inputs).result. */
   predict(endpoint, inputs) {
     return this.submit(endpoint, inputs).result;
+  }
+
+  /**
+   * Uploads blob to the session once, for use as an input of later jobs
+   * (pass the returned Upload, or the blob itself). options.onProgress
+   * gets {loaded, total} as the relay receives the bytes.
+   */
+  upload(blob, options = {}) {
+    if (!(blob instanceof Blob)) throw new TypeError("spacerelay: upload() takes a Blob or a File");
+    const handle = new Upload(blob, options);
+    if (this.#state !== "open") {
+      handle[END](new SpaceRelayError("not_connected", `cannot upload: the client is ${this.#state}`));
+      return handle;
+    }
+    const rec = this.#uploadFor(blob, null);
+    if (rec instanceof Error) handle[END](rec);
+    else handle[CTL](rec, this);
+    return handle;
   }
 
   /**
@@ -197,8 +289,17 @@ export class Client extends EventTarget {
   }
 
   /**
-   * Closes the connection (code 1000) for good. Unfinished jobs end with
-   * an error of code "closed"; no reconnection follows.
+   * Refreshes the visitor's token now (PROTOCOL.md section 6): the client
+   * does so by itself, so a page rarely needs this. Resolves with true when
+   * the relay took a fresh token.
+   */
+  refreshToken() {
+    return this.#refresh();
+  }
+
+  /**
+   * Closes the connection (code 1000) for good. Unfinished and waiting
+   * jobs end with an error of code "closed"; no reconnection follows.
    */
   close() {
     if (this.#closing) return;
@@ -209,43 +310,352 @@ export class Client extends EventTarget {
       detach(ws);
       try { ws.close(1000); } catch { /* already closing */ }
     }
-    this.#lost(closeError("closed", 1000, "closed by the client"));
+    this.#end(new SpaceRelayError("closed", "the client was closed", { closeCode: 1000, closeReason: "closed by the client" }), "closed");
   }
 
-  // #send checks and sends a submit; it returns the error that refuses it.
-  #send(id, endpoint, inputs) {
-    if (this.#state !== "open") {
-      return new SpaceRelayError("not_connected", `cannot submit: the client is ${this.#state}`, { jobId: id });
+  // Jobs: waiting, preparing, sent.
+
+  // #admit checks a new job and puts it in line; it returns the error
+  // that refuses it.
+  #admit(job) {
+    const inputs = job.inputs;
+    if (!Array.isArray(inputs) && (typeof inputs !== "object" || inputs instanceof Blob || inputs instanceof Upload)) {
+      return new SpaceRelayError("bad_request", "inputs must be an object keyed by parameter name or an array", { jobId: job.id });
     }
-    if (!Array.isArray(inputs) && (typeof inputs !== "object" || inputs instanceof Blob)) {
-      return new SpaceRelayError("bad_request", "inputs must be an object keyed by parameter name or an array", { jobId: id });
+    if (this.#closing || this.#state === "closed") {
+      return new SpaceRelayError("not_connected", "cannot submit: the client is closed", { jobId: job.id });
     }
-    if (Object.values(inputs).some((v) => v instanceof Blob)) {
-      return new SpaceRelayError("bad_request", "file inputs are not supported by protocol version 1", { jobId: id });
+    const max = this.#opts.maxWaiting;
+    if (!(max > 0)) { // no waiting here: send now or fail
+      if (this.#state !== "open") return new SpaceRelayError("not_connected", `cannot submit: the client is ${this.#state}`, { jobId: job.id });
+      this.#active.add(job);
+      this.#prepare(job);
+      return null;
     }
-    const msg = { type: "submit", id };
-    if (endpoint) msg.endpoint = endpoint;
+    if (this.#waiting.length >= max) {
+      return new SpaceRelayError("too_many_jobs", `${max} jobs are already waiting to be sent; wait for one to end`, { jobId: job.id });
+    }
+    this.#waiting.push(job);
+    this.#pump();
+    return null;
+  }
+
+  // #pump starts waiting jobs while there is room, and tells the rest
+  // where they stand.
+  #pump() {
+    const max = this.#hello?.limits.maxJobs;
+    while (this.#state === "open" && this.#waiting.length && !(max > 0 && this.#active.size >= max)) {
+      const job = this.#waiting.shift();
+      this.#active.add(job);
+      this.#prepare(job);
+    }
+    const reason = this.#state === "open" ? "jobs" : "connection";
+    this.#waiting.forEach((job, position) => {
+      const c = job[CTL];
+      if (c.position === position && c.reason === reason) return;
+      c.position = position;
+      c.reason = reason;
+      job[PUSH]({ type: "waiting", id: job.id, position, reason });
+    });
+  }
+
+  // #prepare makes a job ready and sends it: a fresh token if the old one
+  // has expired, its files announced as uploads.
+  async #prepare(job) {
+    const conn = this.#conn;
+    const c = job[CTL];
+    c.position = c.reason = null;
+    if (this.#tokenExpired()) await this.#refresh();
+    if (conn !== this.#conn || job.done) return; // the connection went (the job waits again), or it was cancelled
+    let wire;
+    try {
+      wire = this.#wireInputs(job, job.inputs);
+    } catch (err) {
+      this.#finish(job, err instanceof SpaceRelayError ? err : new SpaceRelayError("bad_request", err.message, { jobId: job.id, cause: err }));
+      return;
+    }
+    if (c.uploads.size) {
+      try {
+        await Promise.all([...c.uploads].map((u) => u.announced));
+      } catch (err) {
+        if (conn === this.#conn && !job.done) this.#finish(job, jobError(err, job.id));
+        return;
+      }
+      if (conn !== this.#conn || job.done) return;
+    }
+    const refusal = this.#sendSubmit(job, wire);
+    if (refusal) this.#finish(job, refusal);
+  }
+
+  // #sendSubmit sends a job's submit; it returns the error that refuses it.
+  #sendSubmit(job, inputs) {
+    if (this.#state !== "open") return new SpaceRelayError("not_connected", `cannot submit: the client is ${this.#state}`, { jobId: job.id });
+    const msg = { type: "submit", id: job.id };
+    if (job.endpoint) msg.endpoint = job.endpoint;
     msg[Array.isArray(inputs) ? "data" : "inputs"] = inputs;
     let text;
     try {
       text = JSON.stringify(msg);
     } catch (err) {
-      return new SpaceRelayError("bad_request", `the inputs cannot be sent as JSON: ${err.message}`, { jobId: id, cause: err });
+      return new SpaceRelayError("bad_request", `the inputs cannot be sent as JSON: ${err.message}`, { jobId: job.id, cause: err });
     }
     const size = new TextEncoder().encode(text).length;
     const max = this.limits?.maxMessageBytes;
     if (max && size > max) {
-      return new SpaceRelayError("bad_request", `the inputs are ${size} bytes as JSON, over the relay's limit of ${max}`, { jobId: id });
+      return new SpaceRelayError("bad_request", `the inputs are ${size} bytes as JSON, over the relay's limit of ${max}`, { jobId: job.id });
     }
+    job[CTL].sent = true;
+    job[SENT]();
+    this.#jobs.set(job.id, job);
     this.#ws.send(text);
     return null;
   }
 
+  // #wireInputs returns inputs with each file replaced by its reference on
+  // the wire: {"file": id} for a file of this session, {"upload": id} for
+  // a blob (uploaded now, or earlier with upload()).
+  #wireInputs(job, v, depth = 0) {
+    if (depth > 64) throw new SpaceRelayError("bad_request", "the inputs are nested too deep", { jobId: job.id });
+    if (v instanceof Blob || v instanceof Upload) return this.#fileRef(job, v);
+    if (Array.isArray(v)) return v.map((x) => this.#wireInputs(job, x, depth + 1));
+    if (v === null || typeof v !== "object" || typeof v.toJSON === "function") return v;
+    const keys = Object.keys(v);
+    if ((v.file instanceof Blob || v.file instanceof Upload) && keys.every((k) => k === "file" || k === "caption")) {
+      return { ...this.#fileRef(job, v.file), ...(keys.includes("caption") ? { caption: v.caption } : {}) }; // a gallery item
+    }
+    const out = {};
+    for (const k of keys) out[k] = this.#wireInputs(job, v[k], depth + 1);
+    return out;
+  }
+
+  #fileRef(job, v) {
+    if (!this.features.includes("upload")) {
+      throw new SpaceRelayError("bad_request", "this relay does not take files from the page (its hello lists no \"upload\" feature)", { jobId: job.id });
+    }
+    const blob = v instanceof Upload ? v.blob : v;
+    const ref = fileRefs.get(blob);
+    if (ref && ref.client === this && ref.conn === this.#conn) return { file: ref.id };
+    const rec = this.#uploadFor(blob, v instanceof Upload ? null : job);
+    if (rec instanceof Error) throw new SpaceRelayError(rec.code, rec.message, { jobId: job.id });
+    job[CTL].uploads.add(rec);
+    rec.jobs.add(job);
+    if (rec.loaded != null) job[PUSH](uploadEvent(job, rec));
+    return { upload: rec.id };
+  }
+
   #cancel(job) {
-    if (this.#jobs.get(job.id) === job && this.#state === "open") {
-      this.#ws.send(JSON.stringify({ type: "cancel", id: job.id }));
+    const c = job[CTL];
+    const i = this.#waiting.indexOf(job);
+    if (i >= 0) {
+      this.#waiting.splice(i, 1);
+      job[END]({ type: "cancelled", id: job.id });
+      this.#pump();
+      return;
+    }
+    if (!this.#active.has(job)) return;
+    if (!c.sent) { // preparing: nothing of it reached the relay but its uploads
+      this.#finish(job, { type: "cancelled", id: job.id });
+      return;
+    }
+    if (this.#state === "open") this.#ws.send(JSON.stringify({ type: "cancel", id: job.id }));
+    this.#dropUploads(job);
+  }
+
+  // #finish ends a job that holds a slot, and lets the next one in.
+  #finish(job, end) {
+    this.#jobs.delete(job.id);
+    this.#active.delete(job);
+    this.#dropUploads(job);
+    job[END](end);
+    this.#pump();
+  }
+
+  // Uploads.
+
+  // #uploadFor returns the upload of blob on this connection, begun now if
+  // there is none yet; an Error if the blob cannot be uploaded.
+  #uploadFor(blob, job) {
+    const known = this.#byBlob.get(blob);
+    if (known && !known.failed) {
+      if (!job) known.pinned = true;
+      return known;
+    }
+    const l = this.limits;
+    const name = typeof blob.name === "string" && blob.name ? blob.name : "blob";
+    if (l.maxUploadBytes != null && blob.size > l.maxUploadBytes) {
+      return new SpaceRelayError("file_too_large", `${name} is ${bytes(blob.size)}, over the relay's limit of ${bytes(l.maxUploadBytes)} per file`);
+    }
+    if (l.maxSessionUploadBytes != null && this.#uploadBytes + blob.size > l.maxSessionUploadBytes) {
+      return new SpaceRelayError("file_too_large", `${name} would take this session's uploads over the relay's limit of ${bytes(l.maxSessionUploadBytes)}`);
+    }
+    this.#uploadBytes += blob.size;
+    const rec = { id: `u${++this.#seq}`, blob, name, mime: blob.type || "application/octet-stream", size: blob.size,
+      loaded: null, jobs: new Set(), handles: new Set(), pinned: !job, failed: null, ended: false };
+    rec.announced = new Promise((resolve, reject) => { rec.announce = { resolve, reject }; });
+    rec.done = new Promise((resolve, reject) => { rec.settle = { resolve, reject }; });
+    rec.announced.catch(() => {});
+    rec.done.catch(() => {});
+    this.#uploads.set(rec.id, rec);
+    this.#byBlob.set(blob, rec);
+    this.#uploadQueue.push(rec);
+    this.#pumpUploads();
+    return rec;
+  }
+
+  // #pumpUploads announces the next upload once the one before it ended:
+  // the relay takes one file at a time.
+  #pumpUploads() {
+    while (!this.#uploading && this.#uploadQueue.length && this.#state === "open") {
+      const rec = this.#uploadQueue.shift();
+      if (rec.ended) continue;
+      this.#uploading = rec;
+      this.#ws.send(JSON.stringify({ type: "upload", id: rec.id, name: rec.name, mime: rec.mime, size: rec.size }));
+      rec.loaded = 0;
+      rec.announce.resolve();
+      this.#uploadProgress(rec);
+      this.#sendBytes(rec, this.#ws).catch((err) => {
+        if (rec.ended) return;
+        if (this.#state === "open") this.#ws.send(JSON.stringify({ type: "cancel", id: rec.id }));
+        this.#uploadEnded(rec, new SpaceRelayError("bad_request", `${rec.name} could not be read: ${err?.message || err}`, { cause: err }));
+      });
     }
   }
+
+  // #sendBytes sends rec's bytes in frames of upload_chunk_bytes, each
+  // only once the relay's window has room for it (UPLOAD_WINDOW chunks past
+  // its last upload_progress) and the socket's buffer has drained below
+  // two chunks.
+  async #sendBytes(rec, ws) {
+    const chunk = this.limits.uploadChunkBytes || 256 * 1024;
+    const high = this.#opts.uploadBuffer ?? 2 * chunk;
+    const gone = () => rec.ended || ws !== this.#ws;
+    for (let off = 0; off < rec.size; off += chunk) {
+      const end = Math.min(rec.size, off + chunk);
+      while (end - (rec.loaded ?? 0) > UPLOAD_WINDOW * chunk) {
+        await new Promise((resolve) => { rec.wake = resolve; });
+        if (gone()) return;
+      }
+      while (ws.bufferedAmount > high) {
+        await sleep(UPLOAD_POLL);
+        if (gone()) return;
+      }
+      const part = await rec.blob.slice(off, end).arrayBuffer();
+      if (gone()) return;
+      ws.send(part);
+    }
+  }
+
+  #wake(rec) {
+    const wake = rec.wake;
+    rec.wake = null;
+    wake?.();
+  }
+
+  #uploadProgress(rec) {
+    this.#wake(rec);
+    for (const job of rec.jobs) job[PUSH](uploadEvent(job, rec));
+    for (const h of rec.handles) h[PUSH](rec);
+  }
+
+  // #uploadEnded ends rec with its outcome: null when uploaded, else an error.
+  #uploadEnded(rec, err) {
+    if (rec.ended) return;
+    rec.ended = true;
+    this.#wake(rec);
+    if (this.#uploading === rec) this.#uploading = null;
+    if (err) {
+      rec.failed = err;
+      this.#uploads.delete(rec.id);
+      if (this.#byBlob.get(rec.blob) === rec) this.#byBlob.delete(rec.blob);
+      rec.announce.reject(err);
+      rec.settle.reject(err);
+      for (const job of rec.jobs) if (!job[CTL].sent && this.#active.has(job)) this.#finish(job, jobError(err, job.id));
+    } else {
+      if (rec.loaded !== rec.size) {
+        rec.loaded = rec.size;
+        this.#uploadProgress(rec);
+      }
+      rec.settle.resolve();
+    }
+    for (const h of rec.handles) h[END](err);
+    this.#pumpUploads();
+  }
+
+  // #dropUploads lets go of an ended or cancelled job's uploads: one that
+  // no other job and no upload() handle needs is cancelled if unfinished.
+  #dropUploads(job) {
+    for (const rec of job[CTL].uploads) {
+      rec.jobs.delete(job);
+      if (rec.jobs.size || rec.pinned || rec.ended) continue;
+      this.#cancelUpload(rec);
+    }
+    job[CTL].uploads.clear();
+  }
+
+  #cancelUpload(rec) {
+    if (rec.ended) return;
+    if (rec.loaded != null && this.#state === "open") this.#ws.send(JSON.stringify({ type: "cancel", id: rec.id }));
+    this.#uploadEnded(rec, new SpaceRelayError("cancelled", `the upload of ${rec.name} was cancelled`));
+  }
+
+  // [CTL] of Upload handles calls back here.
+  [CTL](rec, op) {
+    if (op === "cancel") {
+      rec.pinned = false;
+      if (!rec.jobs.size) this.#cancelUpload(rec);
+    }
+  }
+
+  // The token.
+
+  #tokenExpired() {
+    const left = this.#token ? tokenLeft(this.#token) : null;
+    return left !== null && left <= 0 && !!this.#token.refresh;
+  }
+
+  // #refresh asks the relay to take the visitor's fresh token (PROTOCOL.md
+  // section 6). One at a time; a 429 is waited out once; a failure is
+  // reported, never retried here.
+  #refresh() {
+    if (!this.#token?.refresh || this.#state === "closed") return Promise.resolve(false);
+    this.#refreshing ??= this.#doRefresh().finally(() => { this.#refreshing = null; });
+    return this.#refreshing;
+  }
+
+  async #doRefresh() {
+    const conn = this.#conn;
+    const { url, key } = this.#token.refresh;
+    const post = () => this.#fetch(new URL(url, httpURL(this.#url)), {
+      method: "POST", headers: { Authorization: `Bearer ${key}` }, credentials: "same-origin", cache: "no-store",
+    });
+    let err = null;
+    let body = null;
+    try {
+      let res = await post();
+      if (res.status === 429) {
+        const wait = Math.min(REFRESH_WAIT_MAX, Math.max(1, Number(res.headers.get("Retry-After")) || 1));
+        await new Promise((resolve) => { this.#timers.refresh = setTimeout(resolve, wait * 1000); });
+        if (conn !== this.#conn) return false;
+        res = await post();
+      }
+      body = await res.json().catch(() => null);
+      if (!res.ok) err = refreshError(res.status, body);
+    } catch (cause) {
+      err = new SpaceRelayError("token_refresh_failed", "Your sign-in for this Space could not be renewed (the relay did not answer). Reload the page to go on.", { cause });
+    }
+    if (conn !== this.#conn) return false; // a new hello has its own token
+    if (err) {
+      this.#tokenError = err;
+      this.dispatchEvent(new CustomEvent("token", { detail: { ...this.token, refreshed: false, error: err } }));
+      return false;
+    }
+    this.#tokenError = null;
+    this.#token = { ...this.#token, expiresAt: body?.expires_at ? new Date(body.expires_at) : null, expiresIn: num(body?.expires_in), at: now() };
+    this.dispatchEvent(new CustomEvent("token", { detail: { ...this.token, refreshed: true } }));
+    return true;
+  }
+
+  // The connection.
 
   #setState(state, detail = {}) {
     const previous = this.#state;
@@ -283,39 +693,71 @@ export class Client extends EventTarget {
     if (ws) detach(ws);
     this.#ws = null;
     this.#stopTimers();
-    const err = closeError(this.#opened ? "connection_lost" : "connection_failed", code, reason);
-    if (!this.#opened) err.message = `could not connect to ${this.#url}: ${reason || CLOSE_REASONS[code] || `close code ${code}`}`;
-    this.#failJobs(err);
-    const retrying = this.#state === "reconnecting" || this.#reconnect?.codes.includes(code);
-    if (!this.#opened || !this.#reconnect || !retrying || this.#attempt >= this.#reconnect.retries) {
-      this.#closing = true;
-      this.#setState("closed", { code, reason, error: err });
+    const wasOpen = this.#state === "open";
+    const err = closeError(this.#url, wasOpen || this.#opened, code, reason);
+    this.#lost(wasOpen ? err : null);
+    const r = this.#reconnect;
+    // A client that never reached a relay gives up, unless the relay said
+    // when to come back.
+    const retry = r && r.codes.includes(code) && this.#attempt < r.retries && (this.#opened || code === 4429 || code === 4503);
+    if (!retry) {
+      this.#end(err, "closed", { code, reason });
       return;
     }
     this.#attempt++;
-    const r = this.#reconnect;
-    const step = this.#attempt - 1 + (code === 1008 ? 2 : 0); // 1008: back off more at once
-    const base = Math.min(r.maxDelay, r.minDelay * r.factor ** step);
-    const delay = Math.round(base / 2 + Math.random() * base / 2);
+    let delay;
+    if (err.retryAfter > 0) delay = Math.round(err.retryAfter * 1000 * (1 + Math.random() / 5));
+    else {
+      const step = this.#attempt - 1 + (code === 1008 ? 2 : 0); // 1008: back off more at once
+      const base = Math.min(r.maxDelay, r.minDelay * r.factor ** step);
+      delay = Math.round(base / 2 + Math.random() * base / 2);
+    }
     this.#timers.retry = setTimeout(() => this.#dial(), delay);
     this.#setState("reconnecting", { code, reason, error: err, attempt: this.#attempt, delay });
+    this.#pump(); // waiting jobs now wait for the connection
   }
 
-  // #lost ends everything after close().
+  // #lost forgets what the connection held: sent jobs end (connection_lost),
+  // jobs not sent yet wait again, uploads fail.
   #lost(err) {
-    this.#stopTimers();
-    this.#failJobs(err);
-    this.#setState("closed", { code: err.closeCode, reason: err.closeReason, error: err });
+    this.#conn++;
+    this.#pendingFile = null;
+    const lost = err || new SpaceRelayError("connection_lost", "the connection to the relay was lost");
+    const jobs = [...this.#active];
+    this.#active.clear();
+    this.#jobs.clear();
+    const again = [];
+    for (const job of jobs) {
+      job[CTL].uploads.clear();
+      if (job[CTL].sent) job[END](new SpaceRelayError(lost.code, lost.message, { jobId: job.id, closeCode: lost.closeCode, closeReason: lost.closeReason }));
+      else again.push(job);
+    }
+    this.#waiting.unshift(...again);
+    for (const rec of this.#uploads.values()) {
+      rec.ended = true;
+      this.#wake(rec);
+      rec.failed = lost;
+      rec.announce.reject(lost);
+      rec.settle.reject(lost);
+      for (const h of rec.handles) h[END](lost);
+    }
+    this.#uploads.clear();
+    this.#uploadQueue = [];
+    this.#uploading = null;
+    this.#byBlob = new WeakMap();
+    this.#uploadBytes = 0;
+    for (const p of this.#pings.splice(0)) p.reject(new SpaceRelayError(lost.code, lost.message, { closeCode: lost.closeCode }));
   }
 
-  #failJobs(err) {
-    this.#pendingFile = null;
-    const jobs = [...this.#jobs.values()];
-    this.#jobs.clear();
-    for (const job of jobs) {
-      job[END](new SpaceRelayError(err.code, err.message, { jobId: job.id, closeCode: err.closeCode, closeReason: err.closeReason }));
+  // #end ends everything for good: every job, waiting or not, ends with err.
+  #end(err, state, detail = {}) {
+    this.#closing = true;
+    this.#stopTimers();
+    this.#lost(err);
+    for (const job of this.#waiting.splice(0)) {
+      job[END](new SpaceRelayError(err.code, err.message, { jobId: job.id, closeCode: err.closeCode, closeReason: err.closeReason, retryAfter: err.retryAfter }));
     }
-    for (const p of this.#pings.splice(0)) p.reject(new SpaceRelayError(err.code, err.message, { closeCode: err.closeCode }));
+    this.#setState(state, { code: err.closeCode, reason: err.closeReason, ...detail, error: err });
   }
 
   #stopTimers() {
@@ -323,6 +765,8 @@ export class Client extends EventTarget {
     clearInterval(this.#timers.ping);
     clearTimeout(this.#timers.pong);
     clearTimeout(this.#timers.retry);
+    clearTimeout(this.#timers.refresh);
+    this.#timers.pong = 0;
   }
 
   // #keepalive pings every pingInterval; a connection that sends nothing
@@ -337,6 +781,8 @@ export class Client extends EventTarget {
       this.ping().catch(() => {});
     }, pingInterval);
   }
+
+  // Messages from the relay.
 
   #message(data) {
     clearTimeout(this.#timers.pong); // anything from the relay shows it is alive
@@ -358,6 +804,8 @@ export class Client extends EventTarget {
     }
     if (m.type === "hello") this.#onHello(m);
     else if (m.type === "pong") this.#pings.shift()?.resolve();
+    else if (m.type === "token_expiring") this.#onTokenExpiring(m);
+    else if (m.id != null && this.#uploads.has(m.id)) this.#uploadMessage(this.#uploads.get(m.id), m);
     else if (m.type === "error" && m.id == null) this.dispatchEvent(new CustomEvent("error", { detail: errorFromMessage(m) }));
     else this.#jobMessage(m);
   }
@@ -372,22 +820,61 @@ export class Client extends EventTarget {
       this.#closed(ws, 1000, `the relay speaks protocol ${m.protocol}, this client ${PROTOCOL}`);
       return;
     }
+    const l = m.limits || {};
     this.#hello = {
       protocol: m.protocol,
       session: m.session,
       endpoints: Array.isArray(m.endpoints) ? m.endpoints : [],
       limits: {
-        maxJobs: m.limits?.max_jobs ?? null,
-        maxMessageBytes: m.limits?.max_message_bytes ?? null,
-        maxFileBytes: m.limits?.max_file_bytes ?? null,
+        maxJobs: num(l.max_jobs),
+        maxMessageBytes: num(l.max_message_bytes),
+        maxFileBytes: num(l.max_file_bytes),
+        maxUploadBytes: num(l.max_upload_bytes),
+        maxSessionUploadBytes: num(l.max_session_upload_bytes),
+        uploadChunkBytes: num(l.upload_chunk_bytes),
       },
-      token: { present: !!m.token?.present, expiresAt: m.token?.expires_at ? new Date(m.token.expires_at) : null },
+      features: Array.isArray(m.features) ? m.features.map(String) : [],
+      token: tokenInfo(m.token),
     };
+    const t = m.token || {};
+    this.#token = { ...this.#hello.token, expiresIn: num(t.expires_in), at: now(),
+      refresh: typeof t.refresh?.url === "string" && typeof t.refresh?.key === "string" ? { url: t.refresh.url, key: t.refresh.key } : null };
+    this.#tokenError = null;
     this.#opened = true;
     this.#attempt = 0;
     this.#keepalive();
     this.#setState("open", { session: m.session });
     this.dispatchEvent(new CustomEvent("hello", { detail: this.#hello }));
+    this.#pump();
+  }
+
+  #onTokenExpiring(m) {
+    if (!this.#token) return;
+    const left = num(m.expires_in);
+    if (left !== null) this.#token = { ...this.#token, expiresIn: left, at: now() };
+    this.#refresh();
+  }
+
+  #uploadMessage(rec, m) {
+    switch (m.type) {
+      case "upload_progress": {
+        const got = num(m.received);
+        if (got !== null && got > (rec.loaded ?? -1)) {
+          rec.loaded = Math.min(got, rec.size);
+          this.#uploadProgress(rec);
+        }
+        return;
+      }
+      case "uploaded":
+        this.#uploadEnded(rec, null);
+        return;
+      case "error":
+        if (m.code === "unknown_job") return;
+        this.#uploadEnded(rec, errorFromMessage(m, null));
+        return;
+      case "cancelled":
+        this.#uploadEnded(rec, new SpaceRelayError("cancelled", `the upload of ${rec.name} was cancelled`));
+    }
   }
 
   #jobMessage(m) {
@@ -397,22 +884,23 @@ export class Client extends EventTarget {
       case "file":
         this.#pendingFile = { job, id: String(m.file), name: String(m.name || m.file), mime: String(m.mime || "application/octet-stream") };
         return;
-      case "error":
+      case "error": {
         if (m.code === "unknown_job") return; // the cancel of a job whose end is already here
-        this.#end(job, errorFromMessage(m));
+        const err = errorFromMessage(m);
+        if (err.code === "token_expired" && this.#tokenError) {
+          err.message = `${this.#tokenError.message} (${err.message})`;
+          err.cause = this.#tokenError;
+        }
+        this.#finish(job, err);
         return;
+      }
       case "result":
       case "cancelled":
-        this.#end(job, m);
+        this.#finish(job, jobEvent(m, job));
         return;
     }
     const ev = jobEvent(m, job);
     if (ev) job[PUSH](ev);
-  }
-
-  #end(job, m) {
-    this.#jobs.delete(job.id);
-    job[END](m instanceof Error ? m : jobEvent(m, job));
   }
 
   #binary(data) {
@@ -420,7 +908,9 @@ export class Client extends EventTarget {
     this.#pendingFile = null;
     if (!f) return; // bytes no file message announced: nothing refers to them
     const parts = Array.isArray(data) ? data : [data]; // ws's "fragments"
-    f.job[FILES].set(f.id, makeFile(parts, f.name, f.mime));
+    const file = makeFile(parts, f.name, f.mime);
+    fileRefs.set(file, { client: this, conn: this.#conn, id: f.id });
+    f.job[FILES].set(f.id, file);
   }
 
   #protocolError(message) {
@@ -436,8 +926,8 @@ export class Client extends EventTarget {
 export class Job {
   #id;
   #endpoint;
-  #outputs;
-  #cancel;
+  #inputs;
+  #hooks;
   #status = "pending";
   #events = [];
   #wake = [];
@@ -446,12 +936,13 @@ export class Job {
   #settle;
   #ended;
 
-  constructor(id, endpoint, outputs, cancel) {
+  constructor(id, endpoint, inputs, hooks) {
     this.#id = id;
     this.#endpoint = endpoint;
-    this.#outputs = outputs;
-    this.#cancel = cancel;
+    this.#inputs = inputs;
+    this.#hooks = hooks;
     this[FILES] = new Map();
+    this[CTL] = { sent: false, uploads: new Set(), position: null, reason: null };
     this.#result = new Promise((resolve, reject) => { this.#settle = { resolve, reject }; });
     this.#result.catch(() => {}); // a job nobody awaits must not be an unhandled rejection
     this.#ended = new Promise((resolve) => { this.#settle.ended = resolve; });
@@ -459,19 +950,27 @@ export class Job {
 
   get id() { return this.#id; }
   get endpoint() { return this.#endpoint; }
-  /** pending, accepted, queued, started, completed, error or cancelled. */
+  /** The inputs as given to submit. */
+  get inputs() { return this.#inputs; }
+  /** pending, waiting, uploading, accepted, queued, started, completed, error or cancelled. */
   get status() { return this.#status; }
   get done() { return this.#done; }
   /** The outputs: resolves on result, rejects with a SpaceRelayError otherwise. */
   get result() { return this.#result; }
 
   /**
-   * Asks the relay to cancel the job and resolves when the job has ended,
-   * with cancelled, or with its result or error if that was on its way.
+   * Cancels the job and resolves when it has ended: with cancelled, or with
+   * its result or error if that was on its way. A job still waiting here
+   * ends at once, without a word to the relay.
    */
   cancel() {
-    if (!this.#done) this.#cancel(this);
+    if (!this.#done) this.#hooks.cancel(this);
     return this.#ended;
+  }
+
+  /** Submits the same inputs again, as a new job. */
+  retry() {
+    return this.#hooks.retry(this);
   }
 
   [Symbol.asyncIterator]() {
@@ -490,9 +989,15 @@ export class Job {
     };
   }
 
+  // [SENT]: the submit is on the wire; the job no longer waits here.
+  [SENT]() {
+    if (this.#status === "waiting") this.#status = "pending";
+  }
+
   [PUSH](ev) {
     if (this.#done) return;
-    if (ev.type === "accepted" || ev.type === "queued" || ev.type === "started") this.#status = ev.type;
+    if (["waiting", "accepted", "queued", "started"].includes(ev.type)) this.#status = ev.type;
+    else if (ev.type === "upload" && (this.#status === "pending" || this.#status === "waiting")) this.#status = "uploading";
     this.#events.push(ev);
     for (const wake of this.#wake.splice(0)) wake();
   }
@@ -515,9 +1020,105 @@ export class Job {
   // [NAMED] names outputs by the endpoint's output names from hello.
   [NAMED](data) {
     const out = {};
-    this.#outputs.forEach((o, i) => { if (o?.name && !(o.name in out) && i < data.length) out[o.name] = data[i]; });
+    this.#hooks.outputs().forEach((o, i) => { if (o?.name && !(o.name in out) && i < data.length) out[o.name] = data[i]; });
     return out;
   }
+}
+
+/**
+ * A file uploaded once with client.upload(blob), for use as an input of
+ * later jobs of the session (pass it, or the blob, in their inputs).
+ */
+export class Upload {
+  #blob;
+  #onProgress;
+  #rec = null;
+  #client = null;
+  #loaded = 0;
+  #status = "uploading";
+  #done;
+  #settle;
+
+  constructor(blob, options) {
+    this.#blob = blob;
+    this.#onProgress = typeof options.onProgress === "function" ? options.onProgress : null;
+    this.#done = new Promise((resolve, reject) => { this.#settle = { resolve, reject }; });
+    this.#done.catch(() => {});
+  }
+
+  /** The upload's id on the wire, u1, u2, …; null if it never started. */
+  get id() { return this.#rec?.id ?? null; }
+  get blob() { return this.#blob; }
+  get name() { return typeof this.#blob.name === "string" && this.#blob.name ? this.#blob.name : "blob"; }
+  get size() { return this.#blob.size; }
+  /** Bytes the relay has received. */
+  get loaded() { return this.#loaded; }
+  /** uploading, uploaded, error or cancelled. */
+  get status() { return this.#status; }
+  /** Resolves with this upload when the relay has the whole file; rejects with a SpaceRelayError. */
+  get done() { return this.#done; }
+
+  /** Stops the upload, unless a job that uses it is still unfinished. */
+  cancel() {
+    if (this.#rec && this.#status === "uploading") this.#client[CTL](this.#rec, "cancel");
+  }
+
+  [CTL](rec, client) {
+    this.#rec = rec;
+    rec.handles.add(this);
+    this.#client = client;
+    if (rec.ended) this[END](rec.failed);
+  }
+
+  [PUSH](rec) {
+    this.#loaded = rec.loaded ?? 0;
+    this.#onProgress?.({ loaded: this.#loaded, total: rec.size });
+  }
+
+  [END](err) {
+    if (this.#status !== "uploading") return;
+    if (err) {
+      this.#status = err.code === "cancelled" ? "cancelled" : "error";
+      this.#settle.reject(err);
+    } else {
+      this.#status = "uploaded";
+      this.#loaded = this.#blob.size;
+      this.#settle.resolve(this);
+    }
+  }
+}
+
+function uploadEvent(job, rec) {
+  return { type: "upload", id: job.id, upload: rec.id, name: rec.name, loaded: rec.loaded ?? 0, total: rec.size };
+}
+
+function jobError(err, jobId) {
+  if (err instanceof SpaceRelayError) return new SpaceRelayError(err.code, err.message, { ...err, cause: err.cause, jobId });
+  return new SpaceRelayError("internal", String(err?.message || err), { jobId, cause: err });
+}
+
+function refreshError(status, body) {
+  const code = body?.error?.code || `http_${status}`;
+  const why = {
+    unknown_session: "the relay no longer knows this session",
+    missing_token: "no fresh token came with the request",
+    token_expired: "the fresh token had expired too",
+    forbidden_origin: "the relay does not allow this page's origin",
+    rate_limited: "the relay asked to wait",
+  }[code] || `the relay answered ${status}`;
+  return new SpaceRelayError("token_refresh_failed", `Your sign-in for this Space could not be renewed (${why}). Reload the page to go on.`,
+    { status, cause: new SpaceRelayError(code, String(body?.error?.message || code), { status }) });
+}
+
+function tokenInfo(t) {
+  return { present: !!t?.present, expiresAt: t?.expires_at ? new Date(t.expires_at) : null };
+}
+
+// tokenLeft is the seconds a token has left: its expires_in, counted down
+// from when it was read; null if it does not expire.
+function tokenLeft(t) {
+  if (t.expiresIn === null || t.expiresIn === undefined) return null;
+  return Math.max(0, Math.floor(t.expiresIn - (now() - t.at) / 1000));
 }
 
 // jobEvent turns a relay message into a job event.
@@ -592,6 +1193,12 @@ function makeFile(parts, name, type) {
   return b;
 }
 
+function bytes(n) {
+  if (n >= 1024 * 1024) return `${+(n / 1024 / 1024).toFixed(1)} MiB`;
+  if (n >= 1024) return `${+(n / 1024).toFixed(1)} KiB`;
+  return `${n} bytes`;
+}
+
 function detach(ws) {
   if (!ws) return;
   ws.onmessage = ws.onclose = ws.onerror = null;
@@ -601,6 +1208,8 @@ function now() {
   return globalThis.performance?.now() ?? Date.now();
 }
 
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
 function wsURL(url) {
   const base = globalThis.location?.href;
   const u = base ? new URL(String(url), base) : new URL(String(url));
@@ -608,5 +1217,12 @@ function wsURL(url) {
   else if (u.protocol === "https:") u.protocol = "wss:";
   else if (u.protocol !== "ws:" && u.protocol !== "wss:") throw new TypeError(`spacerelay: not a WebSocket URL: ${url}`);
   u.hash = "";
+  return u.href;
+}
+
+// httpURL is the relay's HTTP address for a ws: or wss: URL.
+function httpURL(ws) {
+  const u = new URL(ws);
+  u.protocol = u.protocol === "wss:" ? "https:" : "http:";
   return u.href;
 }

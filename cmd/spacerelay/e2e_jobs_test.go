@@ -482,7 +482,9 @@ func testPreview(t *testing.T, e *upstreamEnv) {
 	ctx := testCtx(t)
 	c := e.visitor(t, ctx)
 	prompt := "preview " + uuid.NewString()
-	mustSubmit(t, c, "p", "/preview", map[string]any{"prompt": prompt, "steps": 3})
+	// Six previews: the last comes once, as the result (Issue 12), and up
+	// to five as partial messages.
+	mustSubmit(t, c, "p", "/preview", map[string]any{"prompt": prompt, "steps": 6})
 	msgs, files := mustJob(t, c, "p")
 	var partials []relayMsg
 	for _, m := range msgs {
@@ -490,8 +492,8 @@ func testPreview(t *testing.T, e *upstreamEnv) {
 			partials = append(partials, m)
 		}
 	}
-	if len(partials) < 2 {
-		t.Fatalf("%d partial messages, want at least 2 of 3 previews:\n%s", len(partials), dump(msgs))
+	if len(partials) < 2 || len(partials) > 5 {
+		t.Fatalf("%d partial messages, want at least 2 of 5 previews, and not the last:\n%s", len(partials), dump(msgs))
 	}
 	black := [3]uint32{}
 	for i, p := range append(partials, msgs[len(msgs)-1]) {
@@ -503,7 +505,7 @@ func testPreview(t *testing.T, e *upstreamEnv) {
 			t.Fatalf("%s, want data [{\"file\": id}]", p)
 		}
 		img := checkImage(t, files[id], prompt, 128, 128)
-		// The first preview draws at most the top two thirds, the result
+		// The first preview draws at most the top five sixths, the result
 		// everything: full values, not Gradio's diffs.
 		first, last := i == 0, i == len(partials)
 		if bottom := rgb(img, 0, 127); (first && bottom != black) || (last && bottom == black) {

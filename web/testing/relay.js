@@ -39,9 +39,10 @@ export function relayBinary() {
 
 /**
  * Starts the relay on 127.0.0.1:port (0: a free one) and waits for
- * GET /readyz. The returned relay has url, wsURL, port, stop(), kill().
+ * GET /readyz (unless ready is false: a relay whose Space cannot be
+ * reached). The returned relay has url, wsURL, port, stop(), kill().
  */
-export async function startRelay({ port = 0, args = [] } = {}) {
+export async function startRelay({ port = 0, args = [], ready = true } = {}) {
   const bin = await relayBinary();
   const proc = spawn(bin, ["--listen", `127.0.0.1:${port}`, "--shutdown-grace", "5s", "--log-format", "text", "--log-level", "info", "--metrics-public", ...args], {
     cwd: repoRoot,
@@ -66,7 +67,7 @@ export async function startRelay({ port = 0, args = [] } = {}) {
     relay.port = Number(hostport.split(":").pop());
     relay.url = `http://127.0.0.1:${relay.port}`;
     relay.wsURL = `ws://127.0.0.1:${relay.port}/v1/ws`;
-    await waitFor(async () => (await fetch(`${relay.url}/readyz`)).ok, READY_TIMEOUT, "GET /readyz 200");
+    if (ready) await waitFor(async () => (await fetch(`${relay.url}/readyz`)).ok, READY_TIMEOUT, "GET /readyz 200");
   } catch (err) {
     proc.kill("SIGKILL");
     throw err;

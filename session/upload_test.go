@@ -1,0 +1,285 @@
+package session_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/spacerelay/spacerelay/session"
+	"github.com/spacerelay/spacerelay/upstream"
+)
+
+const chunk = 512 // the tests' upload_chunk_bytes
+
+func uploadConfig() session.Config {
+	return session.Config{UploadChunkBytes: chunk, MaxUploadBytes: 8 << 10, MaxSessionUploadBytes: 12 << 10}
+}
+
+func (h *harness) sendBinary(b []byte) {
+	h.t.Helper()
+	if err := h.browser.Write(context.Background(), websocket.MessageBinary, b); err != nil {
+		h.t.Fatalf("send %d bytes: %v", len(b), err)
+	}
+}
+
+// upload sends an upload message and its bytes in chunks.
+func (h *harness) upload(id string, data []byte) {
+	h.t.Helper()
+	h.send(fmt.Sprintf(`{"type":"upload","id":%q,"name":"cat.png","mime":"image/png","size":%d}`, id, len(data)))
+	for len(data) > 0 {
+		n := min(chunk, len(data))
+		h.sendBinary(data[:n])
+		data = data[n:]
+	}
+}
+
+// until reads messages up to one of type typ, and returns them all.
+func (h *harness) until(typ string) []map[string]any {
+	h.t.Helper()
+	var got []map[string]any
+	for {
+		m := h.recv()
+		got = append(got, m)
+		if m["type"] == typ {
+			return got
+		}
+	}
+}
+
+func pattern(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i * 7)
+	}
+	return b
+}
+
+// Issue 12: an upload's bytes reach the upstream intact, in chunks, with
+// upload_progress about once a chunk and uploaded at the end.
+func TestUploadArrivesIntact(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		up := &fakeUpstream{}
+		h := start(t, up, uploadConfig())
+		h.readAhead()
+		h.expect("hello")
+		data := pattern(5*chunk + 100)
+		h.upload("u1", data)
+		msgs := h.until("uploaded")
+		progress := 0
+		for _, m := range msgs[:len(msgs)-1] {
+			if m["type"] != "upload_progress" || m["id"] != "u1" || m["size"] != float64(len(data)) {
+				t.Fatalf("message %v, want upload_progress of u1", m)
+			}
+			progress++
+		}
+		if last := msgs[len(msgs)-2]; last["received"] != float64(len(data)) {
+			t.Errorf("last upload_progress = %v, want all %d bytes", last, len(data))
+		}
+		if progress < 5 || progress > 7 {
+			t.Errorf("%d upload_progress messages for 6 chunks, want about one a chunk", progress)
+		}
+		if m := msgs[len(msgs)-1]; m["id"] != "u1" || m["size"] != float64(len(data)) {
+			t.Errorf("uploaded = %v", m)
+		}
+		if _, _, got := up.snapshot(); len(got) != 1 || !bytes.Equal(got[0], data) {
+			t.Errorf("the upstream got %d uploads, want the bytes intact", len(got))
+		}
+	})
+}
+
+// Issue 12: a submit may name an upload still arriving: its job joins
+// once the upload is in, with the Space's FileData (and its meta) in
+// place of the reference.
+func TestSubmitWaitsForItsUpload(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		up := &fakeUpstream{script: script(false, &upstream.Completed{Data: []any{nil, "done"}})}
+		h := start(t, up, uploadConfig())
+		h.readAhead()
+		h.expect("hello")
+		data := pattern(3 * chunk)
+		h.send(fmt.Sprintf(`{"type":"upload","id":"u1","name":"cat.png","mime":"image/png","size":%d}`, len(data)))
+		h.sendBinary(data[:chunk])
+		h.send(`{"type":"submit","id":"j1","inputs":{"prompt":"restyle","image":{"upload":"u1"}}}`)
+		h.sendBinary(data[chunk : 2*chunk])
+		time.Sleep(time.Second)
+		if calls, _, _ := up.snapshot(); len(calls) != 0 {
+			t.Fatalf("the job joined before its upload was in")
+		}
+		h.sendBinary(data[2*chunk:])
+		msgs := h.until("result")
+		var types []string
+		for _, m := range msgs {
+			types = append(types, fmt.Sprint(m["type"]))
+		}
+		joined := strings.Join(types, " ")
+		if !strings.Contains(joined, "uploaded accepted") {
+			t.Errorf("messages %s, want uploaded before accepted", joined)
+		}
+		calls, _, _ := up.snapshot()
+		img, _ := calls[0].Inputs["image"].(map[string]any)
+		meta, _ := img["meta"].(map[string]any)
+		if img["path"] != "/tmp/upload/1/cat.png" || meta["_type"] != "gradio.FileData" {
+			t.Errorf("the job's image input = %v, want the upload's FileData", calls[0].Inputs["image"])
+		}
+	})
+}
+
+// Issue 12: the limits refuse before any byte goes upstream, and frames
+// that break the rules end their upload with bad_request.
+func TestUploadLimits(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		up := &fakeUpstream{}
+		h := start(t, up, uploadConfig())
+		h.readAhead()
+		h.expect("hello")
+		check := func(what, id, code string) {
+			t.Helper()
+			m := h.expect("error")[0]
+			if m["code"] != code || fmt.Sprint(m["id"]) != id {
+				t.Errorf("%s: %v, want %s with id %q", what, m, code, id)
+			}
+		}
+		h.send(`{"type":"upload","id":"big","name":"a","size":9000}`)
+		check("over max_upload_bytes", "big", "file_too_large")
+		h.sendBinary([]byte("stray"))
+		check("a frame with no upload", "<nil>", "bad_request")
+		h.send(fmt.Sprintf(`{"type":"upload","id":"wide","name":"a","size":%d}`, 2*chunk))
+		h.sendBinary(make([]byte, chunk+1))
+		check("a frame over the chunk limit", "wide", "bad_request")
+		h.send(`{"type":"upload","id":"long","name":"a","size":10}`)
+		h.sendBinary(make([]byte, 11))
+		check("more than its size", "long", "bad_request")
+		for i := range 2 {
+			h.upload(fmt.Sprintf("ok%d", i), make([]byte, 5000))
+			h.until("uploaded")
+		}
+		h.send(`{"type":"upload","id":"third","name":"a","size":5000}`)
+		check("over max_session_upload_bytes", "third", "file_too_large")
+		if _, _, got := up.snapshot(); len(got) != 2 {
+			t.Errorf("%d uploads reached the upstream, want the two good ones", len(got))
+		}
+	})
+}
+
+// Issue 12: cancel stops an upload and its request; the frames already on
+// their way are no error, and a job that waited for it ends.
+func TestCancelMidUpload(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		up := &fakeUpstream{script: script(false)}
+		h := start(t, up, uploadConfig())
+		h.readAhead()
+		h.expect("hello")
+		data := pattern(4 * chunk)
+		h.send(fmt.Sprintf(`{"type":"upload","id":"u1","name":"cat.png","size":%d}`, len(data)))
+		h.sendBinary(data[:chunk])
+		h.send(`{"type":"submit","id":"j1","data":[{"upload":"u1"}]}`)
+		h.send(`{"type":"cancel","id":"u1"}`)
+		h.sendBinary(data[chunk : 2*chunk]) // already on its way
+		got := map[string]string{}
+		for len(got) < 2 {
+			if m := h.recv(); m["type"] != "upload_progress" {
+				got[fmt.Sprint(m["id"])] = fmt.Sprint(m["type"], " ", m["code"])
+			}
+		}
+		if got["u1"] != "cancelled <nil>" || got["j1"] != "error invalid_input" {
+			t.Errorf("got %v, want u1 cancelled and j1 failed", got)
+		}
+		h.send(`{"type":"ping"}`)
+		h.expect("pong") // no error for the stray frame came before
+		if calls, _, uploaded := up.snapshot(); len(calls)+len(uploaded) != 0 {
+			t.Errorf("the upstream got %d jobs and %d uploads", len(calls), len(uploaded))
+		}
+	})
+}
+
+// Issue 12: while the upstream takes an upload slowly, pings are answered
+// and the session's other jobs go on; a page that sends more than the
+// window past the last upload_progress is refused.
+func TestSlowUploadBlocksNothingElse(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		gate := make(chan struct{})
+		up := &fakeUpstream{uploadGate: gate, script: script(false, &upstream.Completed{Data: []any{nil, "other"}})}
+		h := start(t, up, uploadConfig())
+		h.readAhead()
+		h.expect("hello")
+		h.send(fmt.Sprintf(`{"type":"upload","id":"u1","name":"a","size":%d}`, 8*chunk))
+		for range 4 { // the window: 4 chunks past what went upstream
+			h.sendBinary(make([]byte, chunk))
+		}
+		h.send(`{"type":"ping"}`)
+		h.expect("pong")
+		h.send(`{"type":"submit","id":"j","data":["x"]}`)
+		h.expect("accepted", "result")
+		h.sendBinary(make([]byte, chunk))
+		if m := h.expect("error")[0]; m["id"] != "u1" || m["code"] != "bad_request" {
+			t.Errorf("a fifth chunk in flight: %v, want bad_request for u1", m)
+		}
+		close(gate)
+	})
+}
+
+// Issue 12: a file the relay sent may be fed into the next job by its id:
+// the job gets the Space's FileData, no bytes travel back.
+func TestFileReferenceAsInput(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		up := &fakeUpstream{files: map[string][]byte{"/tmp/out.png": []byte("png")},
+			script: script(false, &upstream.Completed{Data: []any{file("/tmp/out.png"), "x"}})}
+		h := start(t, up, session.Config{})
+		h.readAhead()
+		h.expect("hello")
+		h.send(`{"type":"submit","id":"a","data":["x"]}`)
+		f := h.expect("accepted", "file", "binary", "result")[1]
+		h.send(fmt.Sprintf(`{"type":"submit","id":"b","data":["again",{"file":%q}]}`, f["file"]))
+		h.expect("accepted")
+		calls, _, _ := up.snapshot()
+		in, _ := calls[1].Data[1].(map[string]any)
+		if in["path"] != "/tmp/out.png" || in["meta"].(map[string]any)["_type"] != "gradio.FileData" {
+			t.Errorf("the second job's input = %v, want the file's FileData", calls[1].Data[1])
+		}
+		h.send(`{"type":"submit","id":"c","data":["x",{"file":"f99"}]}`)
+		if m := h.until("error"); m[len(m)-1]["code"] != "invalid_input" {
+			t.Errorf("an unknown file: %v, want invalid_input", m[len(m)-1])
+		}
+	})
+}
+
+// Issue 9: the relay-wide budget bounds the file bytes all sessions hold:
+// a file that finds no room waits, and past the wait fails with
+// over_capacity; one larger than the whole budget fails at once.
+func TestFileBudget(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		budget := session.NewBudget(1000)
+		up := &fakeUpstream{files: map[string][]byte{"/a": make([]byte, 700), "/b": make([]byte, 700), "/huge": make([]byte, 2000)},
+			script: func(ctx context.Context, call upstream.Call, emit func(upstream.Event) error) error {
+				return emit(&upstream.Completed{Data: []any{file(call.Data[0].(string)), ""}})
+			}}
+		cfg := session.Config{Budget: budget, WriteTimeout: time.Hour, PingInterval: -1}
+		slow, quick := start(t, up, cfg), start(t, up, cfg)
+		quick.readAhead()
+		slow.expect("hello")
+		quick.expect("hello")
+		quick.send(`{"type":"submit","id":"huge","data":["/huge"]}`)
+		if m := quick.until("error"); m[len(m)-1]["code"] != "over_capacity" {
+			t.Errorf("a file over the whole budget: %v", m[len(m)-1])
+		}
+		slow.send(`{"type":"submit","id":"a","data":["/a"]}`) // and reads nothing: a's file stays in memory
+		time.Sleep(time.Second)
+		begin := time.Now()
+		quick.send(`{"type":"submit","id":"b","data":["/b"]}`)
+		if m := quick.until("error"); m[len(m)-1]["code"] != "over_capacity" || time.Since(begin) < 30*time.Second {
+			t.Errorf("b, with no room: %v after %v, want over_capacity after waiting 30s", m[len(m)-1], time.Since(begin))
+		}
+		if m := slow.until("result"); m[len(m)-1]["id"] != "a" {
+			t.Errorf("a: %v", m)
+		}
+		quick.send(`{"type":"submit","id":"b2","data":["/b"]}`) // room again
+		if m := quick.until("result"); m[len(m)-1]["id"] != "b2" {
+			t.Errorf("b2: %v", m)
+		}
+	})
+}
