@@ -8,9 +8,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"image"
-	"image/color"
-	"image/png"
 	"io"
 	"log"
 	"net/http"
@@ -388,16 +385,6 @@ func (p *switchProxy) to(target string) {
 		panic(err)
 	}
 	p.target.Store(u)
-}
-
-func tinyPNG(t *testing.T) []byte {
-	img := image.NewRGBA(image.Rect(0, 0, 2, 2))
-	img.Set(0, 0, color.RGBA{R: 255, A: 255})
-	var buf bytes.Buffer
-	if err := png.Encode(&buf, img); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
 }
 
 func getJSONNumbers(t *testing.T, u string, v any) {
