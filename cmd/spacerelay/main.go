@@ -304,6 +304,7 @@ func newServer(cfg config, up *upstream.Client, site *os.Root, logger *slog.Logg
 	srv := &relay.Server{
 		Upstream:              session.ClientUpstream(up),
 		API:                   up.API,
+		Rediscover:            up.Rediscover,
 		UpstreamConns:         up.OpenConns,
 		Static:                web.FS,
 		SPA:                   cfg.spa,
