@@ -1,14 +1,20 @@
 package main
 
 // Issue 15: the Dockerfile, the Space template's Dockerfile and README, and
-// the Taskfile's build task, read as the tests need them. Nothing here runs
-// a container: e2e_image_test.go builds and runs what these files say.
+// the Taskfile's build task, read as the tests need them, and what the
+// image's build must make. Nothing here runs a container:
+// e2e_image_test.go and e2e_template_test.go build and run what these
+// files say.
 
 import (
 	"bufio"
+	"bytes"
+	"debug/buildinfo"
+	"debug/elf"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -384,4 +390,155 @@ func frontMatter(t *testing.T, file string) map[string]string {
 		fm[strings.TrimSpace(k)] = strings.Trim(strings.TrimSpace(v), `"`)
 	}
 	return fm
+}
+
+// checkImageBinary checks what the build flags promise.
+func checkImageBinary(t *testing.T, bin, src string) {
+	t.Helper()
+	info, err := buildinfo.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	settings := map[string]string{}
+	for _, s := range info.Settings {
+		settings[s.Key] = s.Value
+	}
+	// (With -trimpath, Go records no -ldflags: the ELF shows them below.)
+	for k, want := range map[string]string{"CGO_ENABLED": "0", "-trimpath": "true"} {
+		if settings[k] != want {
+			t.Errorf("the binary's build setting %s = %q, want %q", k, settings[k], want)
+		}
+	}
+	if info.Path != modulePath+"/cmd/spacerelay" {
+		t.Errorf("the binary's package is %q", info.Path)
+	}
+	f, err := elf.Open(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP || p.Type == elf.PT_DYNAMIC {
+			t.Errorf("the binary has a %v program header: not static", p.Type)
+		}
+	}
+	if f.Section(".symtab") != nil {
+		t.Error("the binary has a symbol table: not stripped (-s)")
+	}
+	if f.Section(".debug_info") != nil || f.Section(".zdebug_info") != nil {
+		t.Error("the binary has DWARF: not built with -w")
+	}
+	b, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(b, []byte(src)) {
+		t.Errorf("the binary holds the build directory %s: paths not trimmed", src)
+	}
+}
+
+// copyContext copies root to dst, leaving out what .dockerignore names,
+// as the build context reaches the builder. Patterns are Docker's: paths
+// from the root, path.Match in each segment, ** for any number of them,
+// and a match of a directory leaves out what it holds.
+func copyContext(t *testing.T, root, dst string) {
+	t.Helper()
+	patterns := dockerignore(t, root)
+	skip := func(rel string) bool { return ignored(patterns, rel) }
+	if err := copyTree(root, dst, skip); err != nil {
+		t.Fatalf("copying the build context: %v", err)
+	}
+}
+
+// copyTree copies the files, directories and symlinks below root to dst,
+// leaving out those whose slash-separated path from root skip names.
+func copyTree(root, dst string, skip func(rel string) bool) error {
+	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		if rel != "." && skip(filepath.ToSlash(rel)) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		to := filepath.Join(dst, rel)
+		switch {
+		case d.Type()&fs.ModeSymlink != 0:
+			link, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(link, to)
+		case d.IsDir():
+			return os.MkdirAll(to, 0o755)
+		}
+		return copyFile(p, to, 0)
+	})
+}
+
+func dockerignore(t *testing.T, root string) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, ".dockerignore"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var patterns []string
+	for l := range strings.Lines(string(b)) {
+		l = strings.TrimSpace(l)
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		if strings.HasPrefix(l, "!") {
+			t.Fatalf(".dockerignore: %q: exceptions are not read by this test", l)
+		}
+		patterns = append(patterns, path.Clean(strings.Trim(l, "/")))
+	}
+	return patterns
+}
+
+func ignored(patterns []string, rel string) bool {
+	for _, p := range patterns {
+		if matchSegments(strings.Split(p, "/"), strings.Split(rel, "/")) {
+			return true
+		}
+	}
+	return false
+}
+
+func matchSegments(pat, name []string) bool {
+	if len(pat) == 0 {
+		return len(name) == 0
+	}
+	if pat[0] == "**" {
+		for i := 0; i <= len(name); i++ {
+			if matchSegments(pat[1:], name[i:]) {
+				return true
+			}
+		}
+		return false
+	}
+	if len(name) == 0 {
+		return false
+	}
+	ok, _ := path.Match(pat[0], name[0])
+	return ok && matchSegments(pat[1:], name[1:])
+}
+
+// copyFile copies a file; mode 0 keeps the source's.
+func copyFile(from, to string, mode fs.FileMode) error {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	if mode == 0 {
+		fi, err := os.Stat(from)
+		if err != nil {
+			return err
+		}
+		mode = fi.Mode().Perm()
+	}
+	return os.WriteFile(to, b, mode)
 }
