@@ -224,7 +224,7 @@ func startImageRelay(t *testing.T, img *imageTree, vars map[string]string) *rela
 		r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
 		r.cmd.WaitDelay = time.Second
 		if err := r.cmd.Start(); err != nil {
-			t.Fatalf("starting the image's ENTRYPOINT as uid %d: %v", img.uid, err)
+			t.Fatalf("starting the image's ENTRYPOINT as uid %d (it must be able to reach %s): %v", img.uid, img.root, err)
 		}
 		go func() {
 			r.err = r.cmd.Wait()
