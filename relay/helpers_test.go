@@ -96,7 +96,7 @@ func (v fakeVisitor) SetHeader(h http.Header) {
 	defer v.f.mu.Unlock()
 	v.f.set = append(v.f.set, h.Clone())
 }
-func (fakeVisitor) Close() error          { return nil }
+func (fakeVisitor) Close() error { return nil }
 
 type fakeJob struct {
 	v    fakeVisitor

@@ -3,6 +3,7 @@ package session
 import (
 	"fmt"
 	"maps"
+	"strings"
 
 	"github.com/spacerelay/spacerelay/upstream"
 )
@@ -71,11 +72,43 @@ func (s *Session) resolveCall(call *upstream.Call) ([]*upload, error) {
 }
 
 // reference resolves one {"upload":id} or {"file":id} object: isRef says
-// m is one; the result is nil for an id the session does not know.
+// m is one; the result is nil for an id the session does not know. A
+// gallery item, as the relay sends one ({"file":id,"caption":c}), becomes
+// Gradio's ({"image":file,"caption":c}, or "video" for a video).
 func (s *Session) reference(m map[string]any, waits *[]*upload) (v any, isRef bool) {
-	if len(m) != 1 {
+	caption, captioned := m["caption"]
+	if len(m) != 1 && !(len(m) == 2 && captioned) {
 		return nil, false
 	}
+	if !captioned {
+		return s.fileOf(m, waits)
+	}
+	delete(m, "caption")
+	f, isRef := s.fileOf(m, waits)
+	m["caption"] = caption
+	if !isRef || f == nil {
+		return f, isRef
+	}
+	key := "image"
+	if strings.HasPrefix(s.mimeOf(m), "video/") {
+		key = "video"
+	}
+	return map[string]any{key: f, "caption": caption}, true
+}
+
+// mimeOf is the media type of the file a reference names, if known.
+func (s *Session) mimeOf(m map[string]any) string {
+	if id, ok := m["upload"].(string); ok && s.uploads[id] != nil {
+		return s.uploads[id].mime
+	}
+	if id, ok := m["file"].(string); ok {
+		return s.files.byID[id].MimeType
+	}
+	return ""
+}
+
+// fileOf resolves {"upload":id} or {"file":id}.
+func (s *Session) fileOf(m map[string]any, waits *[]*upload) (v any, isRef bool) {
 	if id, ok := m["upload"].(string); ok {
 		u := s.uploads[id]
 		switch {

@@ -110,7 +110,11 @@ func (s *Session) withFiles(ctx context.Context, v Visitor, j *job, kind string,
 		out.held += file.held
 		id := "f" + strconv.FormatInt(s.fileSeq.Add(1), 10)
 		header, err := json.Marshal(fileMsg{"file", j.id, id, f.Name(), file.mime, len(file.data)})
-		out.files = append(out.files, outFile{id: id, src: f, header: header, data: file.data})
+		src := f
+		if src.MimeType == "" {
+			src.MimeType = file.mime // for a reference to it as an input
+		}
+		out.files = append(out.files, outFile{id: id, src: src, header: header, data: file.data})
 		return id, err
 	}
 	refs := make([]any, len(data))

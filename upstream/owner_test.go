@@ -338,7 +338,11 @@ func TestRunningCancelWaitsForASiblingsJoin(t *testing.T) {
 		var mu sync.Mutex
 		var order []string
 		note := func(s string) { mu.Lock(); order = append(order, s); mu.Unlock() }
-		f.cancel = func(body map[string]any) { note(fmt.Sprintf("cancel %v fn %v", body["event_id"], body["fn_index"])) }
+		aCancelled := make(chan struct{})
+		f.cancel = func(body map[string]any) {
+			note(fmt.Sprintf("cancel %v fn %v", body["event_id"], body["fn_index"]))
+			close(aCancelled)
+		}
 		bStarted, bDone := make(chan struct{}), make(chan struct{})
 		f.stream = func(w http.ResponseWriter, r *http.Request) {
 			sse(w, `{"msg":"process_starts","event_id":"e1","eta":null}`)
@@ -346,7 +350,9 @@ func TestRunningCancelWaitsForASiblingsJoin(t *testing.T) {
 			sse(w, `{"msg":"process_starts","event_id":"e2","eta":null}`)
 			<-bDone
 			note("e2 completed")
-			sse(w, done("e2", `["b", null]`), `{"msg":"process_completed","event_id":"e1","output":{},"success":true}`,
+			sse(w, done("e2", `["b", null]`))
+			<-aCancelled
+			sse(w, `{"msg":"process_completed","event_id":"e1","output":{},"success":true}`,
 				`{"msg":"close_stream","event_id":null}`)
 		}
 		s := newMemClient(t, f).NewSession(nil)
@@ -377,6 +383,7 @@ func TestRunningCancelWaitsForASiblingsJoin(t *testing.T) {
 		if err := <-bResult; err != nil {
 			t.Errorf("sibling b: %v, want its result", err)
 		}
+		<-aCancelled
 		mu.Lock()
 		defer mu.Unlock()
 		if len(order) != 2 || order[0] != "e2 completed" || order[1] != "cancel e1 fn 0" {

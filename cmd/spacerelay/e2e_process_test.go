@@ -69,6 +69,7 @@ var defaultFlags = []string{
 	"--log-level", "debug",
 	"--log-format", "text",
 	"--allowed-origins", "https://app.example.com",
+	"--demo-token-ttl", "off", // the tests send their visitors' tokens themselves
 }
 
 // startRelay runs bin in front of upstreamURL ("" = the embedded demo Space)

@@ -64,6 +64,8 @@ var e2eScenarios = []struct {
 	{"drop", testDrop},
 	{"errors", testErrors},
 	{"too many jobs", testTooManyJobs},
+	{"refresh", testRefresh},
+	{"refresh together", testRefreshTogether},
 	{"leaks", testLeaks},     // a relay of its own
 	{"sigterm", testSigterm}, // a relay of its own
 }

@@ -84,6 +84,7 @@ type config struct {
 	uploadChunk     int64
 	fileMemory      int64
 	refreshMargin   time.Duration
+	demoTokenTTL    time.Duration // 0: no demo tokens
 	writeTimeout    time.Duration
 	pingInterval    time.Duration // negative: no pings
 	shutdownGrace   time.Duration
@@ -123,6 +124,7 @@ var flags = []struct{ name, kind, def, usage string }{
 	{"max-session-upload-bytes", kindSize, "200MiB", "most bytes one session may upload in all"},
 	{"upload-chunk-bytes", kindSize, "256KiB", "largest binary frame of an upload"},
 	{"token-refresh-margin", kindDuration, "30s", "how long before a visitor token's exp the page is told to refresh it"},
+	{"demo-token-ttl", kindDuration, "2m", "with the embedded demo Space: each visitor gets a JWT token of this lifetime, stamped afresh on every request as Hugging Face's proxy does; off: no tokens"},
 	{"write-timeout", kindDuration, "10s", "time a browser has to take a message before it is disconnected"},
 	{"ping-interval", kindDuration, "30s", "time between WebSocket pings; 0 or off: no pings"},
 	{"shutdown-grace", kindDuration, "10s", "time sessions get to close on SIGINT or SIGTERM"},
@@ -197,7 +199,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	logger.Info("spacerelay listening", "addr", ln.Addr().String(), "open", openURL(ln.Addr()),
 		"upstream", upstreamName(cfg), "metrics", metricsWhere(cfg, mln))
-	return serve(ctx, ln, mln, newServer(cfg, up, site, logger), logger, cfg.shutdownGrace)
+	srv := newServer(cfg, up, site, logger)
+	return serve(ctx, ln, mln, srv, front(cfg, srv), logger, cfg.shutdownGrace)
+}
+
+// front is what serves the listener: the relay, and on the embedded demo
+// (unless --demo-token-ttl is off) a proxy in front of it that stamps
+// each visitor's requests with a short-lived JWT X-IP-Token, as Hugging
+// Face's Spaces proxy does, so that tokens expire and refresh as on a Space.
+func front(cfg config, srv *relay.Server) http.Handler {
+	if cfg.upstream != "" || cfg.demoTokenTTL <= 0 {
+		return srv
+	}
+	return &demospace.TokenProxy{Next: srv, TTL: cfg.demoTokenTTL, Header: cfg.tokenHeader}
 }
 
 // listen opens --listen and, if set, --metrics-listen (else mln is nil).
@@ -252,10 +266,10 @@ func openSite(dir string, logger *slog.Logger) (*os.Root, error) {
 // is done, then shuts down within grace: the HTTP server first (no new
 // requests), then the relay (every session ends and is waited for), then
 // the metrics listener, which shows the shutdown until the end.
-func serve(ctx context.Context, ln, mln net.Listener, srv *relay.Server, logger *slog.Logger, grace time.Duration) error {
+func serve(ctx context.Context, ln, mln net.Listener, srv *relay.Server, front http.Handler, logger *slog.Logger, grace time.Duration) error {
 	srv.Start()
 	errc := make(chan error, 2)
-	httpSrv := startHTTP(ln, srv, logger, errc)
+	httpSrv := startHTTP(ln, front, logger, errc)
 	metricsSrv := &http.Server{}
 	if mln != nil {
 		metricsSrv = startHTTP(mln, srv.MetricsHandler(), logger, errc)
@@ -489,6 +503,7 @@ func (p *parser) config() config {
 		uploadChunk:     p.bytes("upload-chunk-bytes"),
 		fileMemory:      p.bytes("max-file-memory"),
 		refreshMargin:   p.duration("token-refresh-margin"),
+		demoTokenTTL:    p.durationOrOff("demo-token-ttl"),
 		writeTimeout:    p.duration("write-timeout"),
 		pingInterval:    p.durationOrOff("ping-interval"),
 		shutdownGrace:   p.duration("shutdown-grace"),

@@ -39,8 +39,8 @@ func TestParseConfigDefaults(t *testing.T) {
 		maxSessions:   10000, maxPerToken: 4, maxJobs: 2,
 		maxMessageBytes: 65536, maxFileBytes: 20 << 20, maxJobBytes: 64 << 20,
 		maxUploadBytes: 50 << 20, maxSessionUp: 200 << 20, uploadChunk: 256 << 10, fileMemory: 256 << 20,
-		refreshMargin: 30 * time.Second,
-		writeTimeout:  10 * time.Second, pingInterval: 30 * time.Second, shutdownGrace: 10 * time.Second,
+		refreshMargin: 30 * time.Second, demoTokenTTL: 2 * time.Minute,
+		writeTimeout: 10 * time.Second, pingInterval: 30 * time.Second, shutdownGrace: 10 * time.Second,
 		logLevel: slog.LevelInfo,
 	}
 	if fmt.Sprint(cfg) != fmt.Sprint(want) {
@@ -78,8 +78,8 @@ func TestParseConfigSources(t *testing.T) {
 		maxSessions: 7, maxPerToken: 3, maxJobs: 5,
 		maxMessageBytes: 1024, maxFileBytes: 3 << 20, maxJobBytes: 1 << 30,
 		maxUploadBytes: 2 << 20, maxSessionUp: 8 << 20, uploadChunk: 64 << 10, fileMemory: 1 << 30,
-		refreshMargin: 45 * time.Second,
-		writeTimeout:  3 * time.Second, pingInterval: time.Minute, shutdownGrace: 2 * time.Second,
+		refreshMargin: 45 * time.Second, demoTokenTTL: 2 * time.Minute,
+		writeTimeout: 3 * time.Second, pingInterval: time.Minute, shutdownGrace: 2 * time.Second,
 		defaultEndpoint: "/generate", logLevel: slog.LevelDebug, logJSON: true,
 	}
 	if fmt.Sprint(cfg) != fmt.Sprint(want) {

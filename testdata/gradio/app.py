@@ -25,6 +25,7 @@ os.environ["GRADIO_MCP_SERVER"] = "False"
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
+import base64  # noqa: E402
 import datetime  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
@@ -32,6 +33,7 @@ import signal  # noqa: E402
 import socket  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
+import time  # noqa: E402
 
 import fastapi  # noqa: E402
 import gradio as gr  # noqa: E402
@@ -48,6 +50,7 @@ MAX_STEPS = 3600
 # Every event shares this concurrency group, so the whole app runs one job
 # at a time, like a Space with a single GPU.
 GPU_GROUP = "gpu"
+GRADIO_MAJOR = int(gr.__version__.split(".")[0])
 
 
 class Journal:
@@ -78,7 +81,8 @@ class Journal:
 
 
 class Quota:
-    """Seconds of GPU time left per token digest ("" is the shared pool)."""
+    """Seconds of GPU time left per quota key: the token digest ("" is the
+    shared pool), or a JWT token's visitor claim."""
 
     def __init__(self, seconds):
         self._lock = threading.Lock()
@@ -96,12 +100,47 @@ class Quota:
 
 
 class Caller:
-    """Who made a request: the token digest and the Gradio session."""
+    """Who made a request: the token digest and the Gradio session, and,
+    when the token is a JWT (as Hugging Face's proxy stamps), its expiry
+    and visitor claim. The signature is not checked: the Space trusts the
+    proxy in front of it."""
 
     def __init__(self, request):
         raw = request.headers.get("x-ip-token") or ""
         self.token = digest(raw)
         self.session = request.session_hash or ""
+        claims = jwt_claims(raw)
+        visitor = claims.get("visitor")
+        self.quota_key = "visitor:" + visitor if isinstance(visitor, str) and visitor else self.token
+        exp = claims.get("exp")
+        self.expires = exp if isinstance(exp, (int, float)) and not isinstance(exp, bool) else None
+
+    def expired(self):
+        return self.expires is not None and time.time() >= self.expires
+
+
+def jwt_claims(token):
+    """The claims of a JWT (its middle part), or {} if it is not one."""
+    parts = token.split(".")
+    if len(parts) != 3 or len(token) > 8192:
+        return {}
+    try:
+        payload = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
+        claims = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def take_gpu(caller, seconds, endpoint, prompt):
+    """The ZeroGPU step: an expired proxy token fails the job, else the
+    caller's quota pays for seconds or the job fails with the quota error."""
+    if caller.expired():
+        raise gr.Error("Expired ZeroGPU proxy token", title="ZeroGPU client error")
+    left = quota.take(caller.quota_key, seconds)
+    if left is not None:
+        journal.add("quota", endpoint, prompt, caller)
+        raise quota_error(seconds, left)
 
 
 journal = Journal()
@@ -170,10 +209,7 @@ async def generate(prompt, steps, width, height, request: gr.Request, progress=g
     caller = Caller(request)
     journal.add("started", "/generate", prompt, caller)
     try:
-        left = quota.take(caller.token, steps)
-        if left is not None:
-            journal.add("quota", "/generate", prompt, caller)
-            raise quota_error(steps, left)
+        take_gpu(caller, steps, "/generate", prompt)
         check_prompt(prompt)
         gr.Info("Waiting for a GPU to become available", title="ZeroGPU queue")
         gr.Success("Successfully acquired a GPU", title="ZeroGPU queue")
@@ -222,6 +258,148 @@ def whoami(request: gr.Request):
     return Caller(request).token
 
 
+RESTYLE_STEPS = 4
+RESTYLE_SECONDS = 4  # GPU seconds a /restyle asks of the quota
+STYLES = ["invert", "grayscale", "tint"]
+CHAT_WORDS_MAX = 50
+MAX_NOTES = 100
+
+
+def file_sha256(path):
+    """The hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 16), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def restyled(pixels, style, strength, prompt):
+    """pixels (H x W x 3, uint8) moved strength percent towards style."""
+    p = pixels.astype(np.int64)
+    if style == "invert":
+        target = 255 - p
+    elif style == "grayscale":
+        y = (299 * p[:, :, 0] + 587 * p[:, :, 1] + 114 * p[:, :, 2] + 500) // 1000
+        target = np.repeat(y[:, :, np.newaxis], 3, axis=2)
+    else:  # tint: towards the prompt's colour A
+        h = hashlib.sha256(prompt.encode("utf-8")).digest()
+        target = np.broadcast_to(np.array(list(h[0:3]), dtype=np.int64), p.shape)
+    mixed = (p * (100 - strength) + target * strength + 50) // 100
+    return mixed.astype(np.uint8)
+
+
+def check_style(style):
+    if style not in STYLES:
+        raise ValueError("style must be one of " + ", ".join(STYLES))
+    return style
+
+
+async def restyle(image, prompt, strength, style, request: gr.Request, progress=gr.Progress()):
+    """Restyles an image: inverts it, makes it grayscale or tints it with the prompt's colour."""
+    if image is None:
+        raise gr.Error("Give an image to restyle.", title="No image")
+    prompt = check_text(prompt)
+    strength = whole_number(strength, 0, 100, "strength")
+    style = check_style(style)
+    caller = Caller(request)
+    journal.add("started", "/restyle", prompt, caller)
+    try:
+        take_gpu(caller, RESTYLE_SECONDS, "/restyle", prompt)
+        check_prompt(prompt)
+        digest_hex = file_sha256(image)
+        with Image.open(image) as im:
+            if im.width > MAX_SIDE or im.height > MAX_SIDE:
+                raise ValueError(f"the image must be at most {MAX_SIDE} x {MAX_SIDE}")
+            pixels = np.asarray(im.convert("RGB"))
+        for i in range(RESTYLE_STEPS):
+            progress((i, RESTYLE_STEPS), unit="steps")
+            await asyncio.sleep(STEP_SECONDS)
+    except asyncio.CancelledError:
+        journal.add("cancelled", "/restyle", prompt, caller)
+        raise
+    out = Image.fromarray(restyled(pixels, style, strength, prompt))
+    info = json.dumps(
+        {
+            "sha256": digest_hex,
+            "width": out.width,
+            "height": out.height,
+            "style": style,
+            "strength": strength,
+            "prompt": prompt,
+        },
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    journal.add("completed", "/restyle", prompt, caller)
+    return out, info
+
+
+def text_of(content):
+    """The text of a chat message's content: a string (Gradio 5) or a list
+    of parts such as {"type": "text", "text": ...} (Gradio 6)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, dict):
+        content = [content]
+    if isinstance(content, (list, tuple)):
+        return "".join(
+            part.get("text", "") for part in content if isinstance(part, dict)
+        )
+    return ""
+
+
+def reply_words(text, limit):
+    """The words of the echo reply to text, at most limit of them."""
+    return (["You", "said:"] + text.split())[:limit]
+
+
+def add_message(message, history):
+    """Adds the user's message to the chat history, without queueing."""
+    message = check_text(message)
+    history = list(history or [])
+    history.append({"role": "user", "content": message})
+    return "", history
+
+
+async def bot_reply(history, words):
+    """Streams the echo of the last user message, one word at a time."""
+    words = whole_number(words, 1, CHAT_WORDS_MAX, "words")
+    history = list(history or [])
+    last = ""
+    for message in reversed(history):
+        if message.get("role") == "user":
+            last = text_of(message.get("content"))
+            break
+    reply = ""
+    for word in reply_words(last, words):
+        await asyncio.sleep(STEP_SECONDS)
+        reply = word if not reply else reply + " " + word
+        yield history + [{"role": "assistant", "content": reply}]
+
+
+async def chat(message, history):
+    """Echoes the message back, one word at a time."""
+    reply = ""
+    for word in reply_words(text_of(message), CHAT_WORDS_MAX):
+        await asyncio.sleep(STEP_SECONDS)
+        reply = word if not reply else reply + " " + word
+        yield reply
+
+
+async def ticks(n):
+    """Counts n ticks, one per step."""
+    n = whole_number(n, 1, MAX_STEPS, "n")
+    for i in range(1, n + 1):
+        await asyncio.sleep(STEP_SECONDS)
+        yield f"tick {i} of {n}"
+
+
+def reset_count():
+    """Sets the count back to zero."""
+    return 0
+
+
 def build():
     """The Gradio app of SPEC.md."""
     with gr.Blocks(title="spacerelay test Space", analytics_enabled=False) as demo:
@@ -264,8 +442,61 @@ def build():
             count, [state], [number, state], api_name="count", concurrency_id=GPU_GROUP
         )
         run_whoami.click(whoami, None, [token], api_name="whoami", concurrency_id=GPU_GROUP)
+        # Everything below came after the four endpoints above, so their
+        # fn_index and component ids stay as they were.
+        with gr.Tab("reset count"):
+            run_reset = gr.Button("reset count")
+        run_reset.click(reset_count, None, [state], api_name="reset_count")
+        build_restyle()
+        build_chat()
+        build_ticks()
     demo.queue(default_concurrency_limit=1)
     return demo
+
+
+def build_restyle():
+    with gr.Tab("restyle"):
+        # image_mode=None: the app gets the uploaded file itself, never a
+        # converted copy (with "RGB", Gradio re-encodes non-RGB images).
+        source = gr.Image(label="image", type="filepath", image_mode=None, sources=["upload"])
+        prompt = gr.Textbox(label="prompt", info="raise:<text> and crash:<text> fail")
+        strength = gr.Slider(
+            0, 100, value=50, step=1, label="strength", info="how far to go, in percent"
+        )
+        # The defaults show a person a change they can see, and the
+        # prompt's part in it (invert at 50% would be a flat grey).
+        style = gr.Dropdown(STYLES, value="tint", label="style", info="what to do to the image")
+        run = gr.Button("restyle")
+        result = gr.Image(label="restyled", format="png", type="pil")
+        info = gr.Textbox(label="info")
+    run.click(
+        restyle,
+        [source, prompt, strength, style],
+        [result, info],
+        api_name="restyle",
+        concurrency_id=GPU_GROUP,
+    )
+
+
+def build_chat():
+    messages = {} if GRADIO_MAJOR >= 6 else {"type": "messages"}
+    with gr.Tab("chat"):
+        history = gr.Chatbot(label="history", allow_tags=True, **messages)
+        message = gr.Textbox(label="message")
+        words = gr.Number(label="words", value=8, precision=0, minimum=1, maximum=CHAT_WORDS_MAX)
+    message.submit(
+        add_message, [message, history], [message, history], api_name="add_message", queue=False
+    ).then(bot_reply, [history, words], [history], api_name="bot_reply")
+    with gr.Tab("chat interface"):
+        gr.ChatInterface(chat, **messages)
+
+
+def build_ticks():
+    with gr.Tab("ticks"):
+        n = gr.Number(label="n", value=3, precision=0)
+        tick = gr.Textbox(label="tick")
+        run = gr.Button("ticks")
+    run.click(ticks, [n], [tick], api_name="ticks")
 
 
 def create_app():

@@ -6,26 +6,6 @@ import (
 	"strings"
 )
 
-// paramNames are the Python parameter names of each endpoint's inputs.
-var paramNames = map[string][]string{
-	"generate": {"prompt", "steps", "width", "height"},
-	"preview":  {"prompt", "steps"},
-	"count":    {"state"},
-}
-
-// pythonType is json_schema_to_python_type for our components.
-func pythonType(c component) string {
-	switch c.typ {
-	case "textbox":
-		return "str"
-	case "number":
-		return "int"
-	case "image":
-		return "filepath"
-	}
-	return "Any"
-}
-
 func capitalize(s string) string {
 	return strings.ToUpper(s[:1]) + s[1:]
 }
@@ -44,9 +24,9 @@ func (e *endpoint) parameters() []any {
 		}
 		def := c.props.get("value")
 		params = append(params, object{
-			{"label", label(c)}, {"parameter_name", paramNames[e.name][i]},
+			{"label", label(c)}, {"parameter_name", e.params[i]},
 			{"parameter_has_default", def != nil}, {"parameter_default", def},
-			{"type", c.api}, {"python_type", object{{"type", pythonType(c)}, {"description", ""}}},
+			{"type", c.api}, {"python_type", pythonType(c, true)},
 			{"component", capitalize(c.typ)}, {"example_input", c.example},
 		})
 	}
@@ -62,7 +42,7 @@ func (e *endpoint) returns() []any {
 		}
 		out = append(out, object{
 			{"label", label(c)}, {"type", c.api},
-			{"python_type", object{{"type", pythonType(c)}, {"description", ""}}},
+			{"python_type", pythonType(c, false)},
 			{"component", capitalize(c.typ)},
 		})
 	}
@@ -76,7 +56,7 @@ func (s *Space) apiInfo(root string) object {
 	for _, e := range s.endpoints {
 		named = append(named, member{"/" + e.name, object{
 			{"parameters", e.parameters()}, {"returns", e.returns()},
-			{"api_visibility", "public"}, {"description", ""},
+			{"api_visibility", "public"}, {"description", e.description},
 			{"code_snippets", e.snippets(root)},
 		}})
 	}

@@ -34,6 +34,35 @@ const (
 	idWhoamiButton
 	idTokenForm
 	idTabs
+	// Added after the four endpoints above (see components.go).
+	idTabReset
+	idResetButton
+	idTabRestyle
+	idRestyleImage
+	idRestylePrompt
+	idStrength
+	idStyle
+	idRestyleButton
+	idRestyled
+	idRestyleInfo
+	idRestyleForm
+	idRestyleInfoForm
+	idTabChat
+	idHistory
+	idMessage
+	idWords
+	idChatForm
+	idTabChatInterface
+	idChatText
+	idChatState
+	idChatResponse
+	idChatButton
+	idChatForm2
+	idTabTicks
+	idTicksN
+	idTick
+	idTicksButton
+	idTicksForm
 )
 
 // node is one element of the layout tree.
@@ -53,6 +82,16 @@ var layout = node{0, []node{{idTabs, []node{
 	}},
 	{idTabCount, []node{{idState, nil}, {idCountForm, []node{{idCount, nil}}}, {idCountButton, nil}}},
 	{idTabWhoami, []node{{idTokenForm, []node{{idToken, nil}}}, {idWhoamiButton, nil}}},
+	{idTabReset, []node{{idResetButton, nil}}},
+	{idTabRestyle, []node{
+		{idRestyleImage, nil},
+		{idRestyleForm, []node{{idRestylePrompt, nil}, {idStrength, nil}, {idStyle, nil}}},
+		{idRestyleButton, nil}, {idRestyled, nil}, {idRestyleInfoForm, []node{{idRestyleInfo, nil}}},
+	}},
+	{idTabChat, []node{{idHistory, nil}, {idChatForm, []node{{idMessage, nil}, {idWords, nil}}}}},
+	{idTabChatInterface, []node{{idChatForm2, []node{{idChatText, nil}}}, {idChatButton, nil},
+		{idChatResponse, nil}, {idChatState, nil}}},
+	{idTabTicks, []node{{idTicksForm, []node{{idTicksN, nil}, {idTick, nil}}}, {idTicksButton, nil}}},
 }}}}
 
 func (n node) json() object {
@@ -78,7 +117,7 @@ type component struct {
 }
 
 // components are the blocks of the app, in id order.
-var components = []component{
+var components = append([]component{
 	tab(idTabGenerate, "generate"),
 	textbox(idPrompt, "prompt"),
 	numberBox(idSteps, "steps", 8),
@@ -96,9 +135,7 @@ var components = []component{
 	imageBox(idPreviewImage),
 	form(idPreviewForm),
 	tab(idTabCount, "count"),
-	{id: idState, typ: "state", props: object{{"time_to_live", nil},
-		{"delete_callback", "<function default_delete_callback at 0x7f0000000000>"},
-		{"name", "state"}, {"_selectable", false}}},
+	state(idState),
 	numberBox(idCount, "count", nil),
 	button(idCountButton, "count"),
 	form(idCountForm),
@@ -108,16 +145,23 @@ var components = []component{
 	form(idTokenForm),
 	{id: idTabs, typ: "tabs", props: object{{"overflow_behavior", "menu"}, {"visible", true},
 		{"elem_classes", []any{}}, {"preserved_by_key", []any{}}, {"name", "tabs"}}},
-}
+}, moreComponents()...)
 
-func textbox(id int, label string) component {
-	return component{id: id, typ: "textbox", api: object{{"type", "string"}}, example: "Hello!!", props: object{
-		{"type", "text"}, {"lines", 1}, {"label", label}, {"show_label", true}, {"container", true},
+func textbox(id int, label string) component { return textboxInfo(id, label, "") }
+
+// textboxInfo is a gr.Textbox with an info text ("" for none).
+func textboxInfo(id int, label, info string) component {
+	props := object{{"type", "text"}, {"lines", 1}, {"label", label}}
+	if info != "" {
+		props = append(props, member{"info", info})
+	}
+	props = append(props, object{{"show_label", true}, {"container", true},
 		{"min_width", 160}, {"visible", true}, {"autofocus", false}, {"autoscroll", true},
 		{"elem_classes", []any{}}, {"preserved_by_key", []any{"value"}}, {"rtl", false},
 		{"buttons", []any{}}, {"submit_btn", false}, {"stop_btn", false},
 		{"name", "textbox"}, {"_selectable", false},
-	}}
+	}...)
+	return component{id: id, typ: "textbox", api: object{{"type", "string"}}, example: "Hello!!", props: props}
 }
 
 // numberBox is gr.Number(precision=0), with value nil for no initial value.
@@ -172,10 +216,12 @@ func imageDataSchema() object {
 	}
 }
 
-func button(id int, value string) component {
+func button(id int, value string) component { return buttonVisible(id, value, true) }
+
+func buttonVisible(id int, value string, visible bool) component {
 	return component{id: id, typ: "button", props: object{
 		{"value", value}, {"variant", "secondary"}, {"size", "lg"}, {"link_target", "_self"},
-		{"visible", true}, {"interactive", true}, {"elem_classes", []any{}},
+		{"visible", visible}, {"interactive", true}, {"elem_classes", []any{}},
 		{"preserved_by_key", []any{"value"}}, {"name", "button"}, {"_selectable", false},
 	}}
 }
@@ -206,18 +252,23 @@ func componentByID(id int) component {
 	return components[id-1]
 }
 
-// trigger is the button that fires each endpoint, by fn_index.
-var trigger = []int{idGenerateButton, idPreviewButton, idCountButton, idWhoamiButton}
-
 func (e *endpoint) json() object {
+	var target, after any = e.trigger, nil
+	event := e.event
+	switch event {
+	case "":
+		event = "click"
+	case "then":
+		target, after = nil, e.after
+	}
 	return object{
-		{"id", e.index}, {"targets", []any{[]any{trigger[e.index], "click"}}},
+		{"id", e.index}, {"targets", []any{[]any{target, event}}},
 		{"inputs", ints(e.inputs)}, {"outputs", ints(e.outputs)},
-		{"backend_fn", true}, {"js", nil}, {"queue", true}, {"api_name", e.name},
+		{"backend_fn", true}, {"js", nil}, {"queue", !e.direct}, {"api_name", e.name},
 		{"api_description", nil}, {"scroll_to_output", false}, {"show_progress", "full"},
 		{"show_progress_on", nil}, {"batch", false}, {"max_batch_size", 4}, {"cancels", []any{}},
 		{"types", object{{"generator", e.generator}, {"cancel", false}}},
-		{"collects_event_data", false}, {"trigger_after", nil}, {"trigger_only_on_success", false},
+		{"collects_event_data", false}, {"trigger_after", after}, {"trigger_only_on_success", false},
 		{"trigger_only_on_failure", false}, {"trigger_mode", "once"}, {"api_visibility", "public"},
 		{"rendered_in", nil}, {"render_id", nil}, {"connection", "sse"}, {"time_limit", nil},
 		{"stream_every", pyFloat(0.5)}, {"event_specific_args", nil}, {"component_prop_inputs", []any{}},
@@ -254,7 +305,7 @@ func (s *Space) appConfig(root string) object {
 		{"components", comps}, {"css", ""}, {"connect_heartbeat", true}, {"js", ""}, {"head", ""},
 		{"title", "spacerelay test Space"}, {"space_id", nil}, {"enable_queue", true},
 		{"show_error", false}, {"footer_links", []any{"api", "gradio", "settings", "runs"}},
-		{"run_history", true}, {"is_colab", false}, {"max_file_size", maxUploadSize},
+		{"run_history", true}, {"is_colab", false}, {"max_file_size", s.cfg.MaxUploadBytes},
 		{"stylesheets", []any{}}, {"theme", "default"}, {"protocol", "sse_v3"},
 		{"body_css", object{{"body_background_fill", "white"}, {"body_text_color", "#27272a"},
 			{"body_background_fill_dark", "#0f0f11"}, {"body_text_color_dark", "#f4f4f5"}}},

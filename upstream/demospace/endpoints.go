@@ -12,22 +12,52 @@ import (
 
 // endpoint is one event listener of the app (a config dependency).
 type endpoint struct {
-	index     int    // fn_index
-	name      string // api_name, without the slash
-	inputs    []int  // component ids
-	outputs   []int
-	generator bool
-	run       func(c *call) ([]any, error)
+	index       int      // fn_index
+	name        string   // api_name, without the slash
+	params      []string // Python parameter names of the inputs
+	description string   // the function's docstring, as /info shows it
+	inputs      []int    // component ids
+	outputs     []int
+	generator   bool
+	direct      bool   // queue=False: called with POST {P}/run/<name>, never queued
+	trigger     int    // the component whose event fires it (0: none, a .then)
+	event       string // "click", "submit" or "then"
+	after       int    // for a .then: the fn_index it follows
+	run         func(c *call) ([]any, error)
 }
 
 func (s *Space) newEndpoints() []*endpoint {
 	return []*endpoint{
-		{index: 0, name: "generate", inputs: []int{idPrompt, idSteps, idWidth, idHeight},
-			outputs: []int{idImage, idInfo}, run: s.generate},
-		{index: 1, name: "preview", inputs: []int{idPreviewPrompt, idPreviewSteps},
-			outputs: []int{idPreviewImage}, generator: true, run: s.preview},
-		{index: 2, name: "count", inputs: []int{idState}, outputs: []int{idCount, idState}, run: s.count},
-		{index: 3, name: "whoami", outputs: []int{idToken}, run: s.whoami},
+		{index: 0, name: "generate", params: []string{"prompt", "steps", "width", "height"},
+			inputs: []int{idPrompt, idSteps, idWidth, idHeight}, outputs: []int{idImage, idInfo},
+			trigger: idGenerateButton, run: s.generate},
+		{index: 1, name: "preview", params: []string{"prompt", "steps"},
+			inputs: []int{idPreviewPrompt, idPreviewSteps}, outputs: []int{idPreviewImage},
+			generator: true, trigger: idPreviewButton, run: s.preview},
+		{index: 2, name: "count", params: []string{"state"}, inputs: []int{idState},
+			outputs: []int{idCount, idState}, trigger: idCountButton, run: s.count},
+		{index: 3, name: "whoami", outputs: []int{idToken}, trigger: idWhoamiButton, run: s.whoami},
+		{index: 4, name: "reset_count", description: "Sets the count back to zero.",
+			outputs: []int{idState}, trigger: idResetButton, run: s.resetCount},
+		{index: 5, name: "restyle", params: []string{"image", "prompt", "strength", "style"},
+			description: "Restyles an image: inverts it, makes it grayscale or tints it with the prompt's colour.",
+			inputs:      []int{idRestyleImage, idRestylePrompt, idStrength, idStyle},
+			outputs:     []int{idRestyled, idRestyleInfo}, trigger: idRestyleButton, run: s.restyle},
+		{index: 6, name: "add_message", params: []string{"message", "history"},
+			description: "Adds the user's message to the chat history, without queueing.",
+			inputs:      []int{idMessage, idHistory}, outputs: []int{idMessage, idHistory},
+			direct: true, trigger: idMessage, event: "submit", run: s.addMessage},
+		{index: 7, name: "bot_reply", params: []string{"history", "words"},
+			description: "Streams the echo of the last user message, one word at a time.",
+			inputs:      []int{idHistory, idWords}, outputs: []int{idHistory}, generator: true,
+			event: "then", after: 6, run: s.botReply},
+		{index: 8, name: "chat", params: []string{"message", "history"},
+			description: "Echoes the message back, one word at a time.",
+			inputs:      []int{idChatText, idChatState}, outputs: []int{idChatResponse, idChatState},
+			generator: true, trigger: idChatButton, run: s.chat},
+		{index: 9, name: "ticks", params: []string{"n"}, description: "Counts n ticks, one per step.",
+			inputs: []int{idTicksN}, outputs: []int{idTick}, generator: true,
+			trigger: idTicksButton, run: s.ticks},
 	}
 }
 
@@ -175,9 +205,8 @@ func (s *Space) generate(c *call) ([]any, error) {
 }
 
 func (s *Space) generateImage(c *call, a generateArgs) ([]any, error) {
-	if left, wait, ok := s.quota.take(c.ev.token, a.steps); !ok {
-		c.journal("quota", a.prompt)
-		return nil, quotaError(a.steps, left, wait)
+	if err := s.takeGPU(c, a.steps, a.prompt); err != nil {
+		return nil, err
 	}
 	if err := checkPrompt(a.prompt); err != nil {
 		return nil, err
@@ -191,7 +220,7 @@ func (s *Space) generateImage(c *call, a generateArgs) ([]any, error) {
 		}
 	}
 	img := c.image(a.prompt, a.width, a.height, a.height)
-	info := encodeJSON(object{{"token", c.ev.token}, {"prompt", a.prompt}, {"steps", a.steps}})
+	info := encodeJSON(object{{"token", c.ev.caller.digest}, {"prompt", a.prompt}, {"steps", a.steps}})
 	c.journal("completed", a.prompt)
 	return []any{img, string(info)}, nil
 }
@@ -242,5 +271,5 @@ func (s *Space) count(c *call) ([]any, error) {
 
 // whoami is /whoami: the token digest the job saw.
 func (s *Space) whoami(c *call) ([]any, error) {
-	return []any{c.ev.token}, nil
+	return []any{c.ev.caller.digest}, nil
 }

@@ -114,16 +114,21 @@ func (c *call) progress(index, length int) {
 
 func (c *call) journal(what, prompt string) {
 	c.s.journal.add(journalEntry{event: what, endpoint: "/" + c.ev.fn.name, prompt: prompt,
-		token: c.ev.token, session: c.ev.session})
+		token: c.ev.caller.digest, session: c.ev.session})
 }
 
 // image renders prompt's image (see render) and returns its FileData, as
 // gr.Image with format="png" returns it.
 func (c *call) image(prompt string, width, height, rows int) object {
-	p := c.s.files.rendered(prompt, width, height, rows, c.s.now())
+	return c.fileData(c.s.files.rendered(prompt, width, height, rows, c.s.now()), "image.png")
+}
+
+// fileData is the FileData of a stored file, with its URL under the root
+// of the job's join.
+func (c *call) fileData(p, name string) object {
 	return object{
 		{"path", p}, {"url", c.ev.root + apiPrefix + "/file=" + p},
-		{"size", nil}, {"orig_name", "image.png"}, {"mime_type", nil},
+		{"size", nil}, {"orig_name", name}, {"mime_type", nil},
 		{"is_stream", false}, {"meta", object{{"_type", "gradio.FileData"}}},
 	}
 }

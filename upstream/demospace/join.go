@@ -35,7 +35,7 @@ func (s *Space) serveJoin(w http.ResponseWriter, r *http.Request) {
 		session: hash,
 		data:    data,
 		simple:  b.bool("simple_format"),
-		token:   tokenDigest(r.Header.Get("X-IP-Token")),
+		caller:  newCaller(r.Header.Get("X-IP-Token")),
 		root:    rootURL(r, apiPrefix+"/queue/join"),
 	}
 	fn, hasFn := b.int("fn_index")

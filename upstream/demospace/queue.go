@@ -20,7 +20,7 @@ type event struct {
 	fn      *endpoint
 	data    []json.RawMessage
 	simple  bool   // simple_format: full values instead of diffs
-	token   string // digest of the join's X-IP-Token
+	caller  caller // who the join's X-IP-Token names
 	root    string // public root URL, for file URLs
 
 	// Guarded by Space.mu.

@@ -96,3 +96,10 @@ func (c *counters) incr(session string) int {
 	c.n.put(session, n+1)
 	return n + 1
 }
+
+// reset sets the count of session back to zero.
+func (c *counters) reset(session string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n.put(session, 0)
+}

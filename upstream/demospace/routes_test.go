@@ -50,7 +50,9 @@ func TestConfig(t *testing.T) {
 	for _, d := range cfg.Dependencies {
 		deps = append(deps, fmt.Sprintf("%d:%s:%v:%v:%s:%v", d.ID, d.APIName, d.Inputs, d.Outputs, d.APIVisibility, d.Types.Generator))
 	}
-	want := "0:generate:[2 3 4 5]:[7 8]:public:false 1:preview:[12 13]:[15]:public:true 2:count:[18]:[19 18]:public:false 3:whoami:[]:[23]:public:false"
+	want := "0:generate:[2 3 4 5]:[7 8]:public:false 1:preview:[12 13]:[15]:public:true 2:count:[18]:[19 18]:public:false 3:whoami:[]:[23]:public:false" +
+		" 4:reset_count:[]:[18]:public:false 5:restyle:[30 31 32 33]:[35 36]:public:false 6:add_message:[41 40]:[41 40]:public:false" +
+		" 7:bot_reply:[40 42]:[40]:public:true 8:chat:[45 46]:[47 46]:public:true 9:ticks:[51]:[52]:public:true"
 	if got := strings.Join(deps, " "); got != want {
 		t.Errorf("dependencies = %s, want %s", got, want)
 	}
@@ -77,7 +79,7 @@ func TestInfo(t *testing.T) {
 		Named   map[string]map[string]json.RawMessage `json:"named_endpoints"`
 		Unnamed map[string]any                        `json:"unnamed_endpoints"`
 	}
-	if err := json.Unmarshal(raw, &info); err != nil || len(info.Named) != 4 || info.Unnamed == nil {
+	if err := json.Unmarshal(raw, &info); err != nil || len(info.Named) != 10 || info.Unnamed == nil {
 		t.Fatalf("info = %s (%v)", raw, err)
 	}
 	want := map[string]string{
@@ -114,7 +116,7 @@ func TestJoinErrors(t *testing.T) {
 	}{
 		{"no session", "application/json", `{"data":[],"fn_index":3}`, 400, `{"detail":"Session hash not found."}`},
 		{"no fn_index", "application/json", `{"data":[],"session_hash":"s"}`, 400, `{"detail":"No function index provided."}`},
-		{"bad fn_index", "application/json", `{"data":[],"fn_index":9,"session_hash":"s"}`, 500, `Internal Server Error`},
+		{"bad fn_index", "application/json", `{"data":[],"fn_index":99,"session_hash":"s"}`, 500, `Internal Server Error`},
 		{"no data", "application/json", `{"fn_index":0,"session_hash":"s"}`, 422,
 			`{"detail":[{"type":"missing","loc":["body","data"],"msg":"Field required","input":{"fn_index":0,"session_hash":"s"}}]}`},
 		{"data not a list", "application/json", `{"data":"x","fn_index":0,"session_hash":"s"}`, 422,

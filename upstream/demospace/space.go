@@ -1,6 +1,7 @@
 // Package demospace is an in-process HTTP server that speaks the Gradio 6
 // HTTP/SSE protocol (sse_v3, API prefix /gradio_api) and behaves like the
-// small ZeroGPU text-to-image Space of testdata/gradio/SPEC.md.
+// small ZeroGPU-style Space of testdata/gradio/SPEC.md: text to image,
+// image restyling, a chat.
 //
 // It is the default upstream of spacerelay when no real Space is
 // configured, and the fast fake of the upstream tests: its wire format
@@ -39,6 +40,11 @@ type Config struct {
 	// full...". Zero means 1000.
 	MaxQueue int
 
+	// MaxUploadBytes is the largest file /gradio_api/upload takes (also
+	// /config's max_file_size). Zero means 10 MiB. An upload is held in
+	// memory while it arrives, and files share a budget of 256 MiB.
+	MaxUploadBytes int64
+
 	// Now is the clock used for the durations and estimates the Space
 	// reports. Nil means time.Now. Waiting always uses the time package's
 	// timers, so testing/synctest controls it.
@@ -53,7 +59,7 @@ const (
 	maxTokens      = 100000    // remembered quota tokens
 	maxFiles       = 10000     // files in memory
 	maxFileBytes   = 256 << 20 // bytes of files in memory
-	maxUploadSize  = 10 << 20  // bytes per uploaded file, also max_file_size
+	maxUploadSize  = 10 << 20  // default Config.MaxUploadBytes
 	maxJournal     = 10000     // journal entries
 	heartbeatEvery = 15 * time.Second
 	writeTimeout   = 10 * time.Second
@@ -81,7 +87,8 @@ type Space struct {
 	waiting  []*event // the queue, in order
 	running  []*event
 	sessions *lru[string, *session]
-	stats    []fnStats // per fn_index
+	calls    *lru[string, string] // event id -> session of a /call job
+	stats    []fnStats            // per fn_index
 
 	// wg counts running jobs and open streams. Add is only called with mu
 	// held and closed false, so Close's Wait sees every Add.
@@ -102,6 +109,9 @@ func New(cfg Config) *Space {
 	if cfg.MaxQueue <= 0 {
 		cfg.MaxQueue = 1000
 	}
+	if cfg.MaxUploadBytes <= 0 {
+		cfg.MaxUploadBytes = maxUploadSize
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -115,6 +125,7 @@ func New(cfg Config) *Space {
 		appID:    cfg.Now().UnixNano() & (1<<62 - 1),
 		msgLimit: maxSessionMsgs,
 		sessions: newLRU[string, *session](maxSessions),
+		calls:    newLRU[string, string](maxSessions),
 	}
 	s.endpoints = s.newEndpoints()
 	s.stats = make([]fnStats, len(s.endpoints))
@@ -149,6 +160,10 @@ func (s *Space) Close() {
 //	GET  /gradio_api/queue/data           the session's SSE stream
 //	GET  /gradio_api/queue/status         the queue size
 //	POST /gradio_api/cancel               Gradio 6.31's cancel_event
+//	POST /gradio_api/reset                a no-op, as in Gradio
+//	POST /gradio_api/call[/v2]/<api>      the REST API: enqueue a job...
+//	GET  /gradio_api/call[/v2]/<api>/<id> ...and follow it (event: / data:)
+//	POST /gradio_api/run/<api>            call a queue=False function directly
 //	GET  /gradio_api/file=<path>          a generated or uploaded file
 //	POST /gradio_api/upload               multipart upload of "files"
 //	GET  /gradio_api/heartbeat/<session>  "data: ALIVE" every 15 s
@@ -169,7 +184,7 @@ func (s *Space) Close() {
 //
 // Deliberate differences: the limits above (Gradio keeps 2000 sessions and
 // buffers without bound), an unread session's estimations coalesce, files
-// live in memory, and an upload may be at most 10 MiB (max_file_size).
+// live in memory, and an upload may be at most Config.MaxUploadBytes.
 func (s *Space) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.Path
 	switch {
@@ -198,8 +213,16 @@ func (s *Space) serveAPI(w http.ResponseWriter, r *http.Request, p string) {
 		s.serveStatus(w, r)
 	case p == "/cancel":
 		s.serveCancel(w, r)
+	case p == "/reset":
+		s.serveReset(w, r)
+	case strings.HasPrefix(p, "/call/"):
+		s.serveCall(w, r, p[len("/call/"):])
+	case strings.HasPrefix(p, "/run/"):
+		s.serveRun(w, r, p[len("/run/"):])
+	case strings.HasPrefix(p, "/api/"):
+		s.serveRun(w, r, p[len("/api/"):])
 	case p == "/upload":
-		s.files.serveUpload(w, r, maxUploadSize, s.now())
+		s.files.serveUpload(w, r, s.cfg.MaxUploadBytes, s.now())
 	case p == "/app_id" || p == "/app_id/":
 		writeJSON(w, http.StatusOK, object{{"app_id", s.appID}})
 	case strings.HasPrefix(p, "/file="):
@@ -242,6 +265,8 @@ const indexHTML = `<!doctype html>
 <h1>spacerelay demo Space</h1>
 <p>An in-process stand-in for a small ZeroGPU text-to-image Gradio Space.
 It has no UI of its own; talk to it with a Gradio client.
-Endpoints: <code>/generate</code>, <code>/preview</code>, <code>/count</code>, <code>/whoami</code>
+Endpoints: <code>/generate</code>, <code>/preview</code>, <code>/count</code>, <code>/whoami</code>,
+<code>/reset_count</code>, <code>/restyle</code>, <code>/add_message</code>, <code>/bot_reply</code>,
+<code>/chat</code>, <code>/ticks</code>
 (see <a href="/gradio_api/info">/gradio_api/info</a> and <a href="/config">/config</a>).</p>
 `

@@ -63,14 +63,25 @@ func (s *Space) serveData(w http.ResponseWriter, r *http.Request) {
 		writeDetail(w, http.StatusUnprocessableEntity, []any{missing("query", "session_hash", nil)})
 		return
 	}
-	hash := q.Get("session_hash")
+	s.serveStream(w, r, q.Get("session_hash"), queueFrame)
+}
+
+// A frameFunc writes one message of a session's stream to the client, in
+// the framing of its route; it may write nothing.
+type frameFunc func(sw *sseWriter, m outMsg) error
+
+// queueFrame is /queue/data's framing: "data: <message>".
+func queueFrame(sw *sseWriter, m outMsg) error { return sw.data(m.body) }
+
+// serveStream streams the messages of session hash, framed by frame.
+func (s *Space) serveStream(w http.ResponseWriter, r *http.Request, hash string, frame frameFunc) {
 	if !s.track() {
-		_ = newSSEWriter(w).data(stoppedMsg.body)
+		_ = frame(newSSEWriter(w), stoppedMsg)
 		return
 	}
 	defer s.wg.Done()
 	sw := newSSEWriter(w)
-	if err := s.stream(r, sw, hash); err != nil {
+	if err := s.stream(r, sw, hash, frame); err != nil {
 		s.disconnect(hash)
 	}
 }
@@ -79,21 +90,21 @@ func (s *Space) serveData(w http.ResponseWriter, r *http.Request) {
 var errGone = errors.New("demospace: client gone")
 
 // stream runs the message loop. It returns errGone if the client left.
-func (s *Space) stream(r *http.Request, sw *sseWriter, hash string) error {
+func (s *Space) stream(r *http.Request, sw *sseWriter, hash string, frame frameFunc) error {
 	heartbeat := time.NewTicker(heartbeatEvery)
 	defer heartbeat.Stop()
 	for {
 		msg, state, wake := s.next(hash)
 		switch state {
 		case streamNotFound:
-			_ = sw.data(notFoundMsg.body)
+			_ = frame(sw, notFoundMsg)
 			return nil
 		case streamSend:
-			if err := sw.data(msg.body); err != nil {
+			if err := frame(sw, msg); err != nil {
 				return errGone
 			}
 			if msg.kind == kindCompleted && msg.eventID != "" && s.delivered(hash, msg.eventID) {
-				_ = sw.data(closeMsg.body)
+				_ = frame(sw, closeMsg)
 				return nil
 			}
 			continue
@@ -101,13 +112,13 @@ func (s *Space) stream(r *http.Request, sw *sseWriter, hash string) error {
 		select {
 		case <-wake:
 		case <-heartbeat.C:
-			if err := sw.data(heartbeatMsg.body); err != nil {
+			if err := frame(sw, heartbeatMsg); err != nil {
 				return errGone
 			}
 		case <-r.Context().Done():
 			return errGone
 		case <-s.done:
-			_ = sw.data(stoppedMsg.body)
+			_ = frame(sw, stoppedMsg)
 			return nil
 		}
 	}

@@ -72,7 +72,9 @@ describe("spacerelay.js against the relay", () => {
     assert.equal(c.url, relay.wsURL);
     assert.equal(c.protocol, 1);
     assert.match(c.session, /^[0-9a-f-]{36}$/);
-    assert.deepEqual(c.endpoints.map((e) => e.name), ["/count", "/generate", "/preview", "/whoami"]);
+    // The test Space of testdata/gradio/SPEC.md; /add_message (queue=False) is listed once discovery serves direct calls.
+    assert.deepEqual(c.endpoints.map((e) => e.name).filter((n) => n !== "/add_message"),
+      ["/bot_reply", "/chat", "/count", "/generate", "/preview", "/reset_count", "/restyle", "/ticks", "/whoami"]);
     const gen = c.endpoint("/generate");
     assert.deepEqual(gen.inputs.map((i) => [i.name, i.type, i.required]), [
       ["prompt", "string", true], ["steps", "integer", false], ["width", "integer", false], ["height", "integer", false],
