@@ -63,7 +63,8 @@ func TestImage(t *testing.T) {
 	for _, py := range pys {
 		t.Run(py.Version, func(t *testing.T) {
 			t.Parallel()
-			space := gradiotest.Start(t, py, gradiotest.Options{StepSeconds: gradioStepSeconds})
+			// The quota is kept per visitor claim; it is not what this test is about.
+			space := gradiotest.Start(t, py, gradiotest.Options{StepSeconds: gradioStepSeconds, QuotaSeconds: 3600})
 			testImageBehindProxy(t, img, space.URL)
 		})
 	}

@@ -9,7 +9,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -27,6 +26,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/spacerelay/spacerelay/upstream/demospace"
 )
 
 // spacesProxy is an HTTP server in front of a relay that does what Hugging
@@ -63,9 +63,9 @@ func startSpacesProxy(t *testing.T, relayURL string, ttl time.Duration) *spacesP
 		Transport: tr,
 		ErrorLog:  log.New(p.log, "spaces proxy: ", 0),
 	}
-	// The stamping: demospace.TokenProxy (the demo's --demo-token-ttl) is
-	// to do it, with these fields; until it is on main, tokenStamper does.
-	srv := httptest.NewServer(&tokenStamper{Next: p.record(rp), TTL: ttl})
+	// The stamping is the demo's (--demo-token-ttl), wrapped around a
+	// reverse proxy: one implementation of what Hugging Face's proxy does.
+	srv := httptest.NewServer(&demospace.TokenProxy{Next: p.record(rp), TTL: ttl, Header: stampHeader})
 	t.Cleanup(func() {
 		srv.Close()
 		tr.CloseIdleConnections()
@@ -83,7 +83,7 @@ func (p *spacesProxy) record(next http.Handler) http.Handler {
 		toks := r.Header.Values(stampHeader)
 		visitor, ok := "", len(toks) == 1
 		if ok {
-			visitor, ok = tokenVisitor(toks[0])
+			visitor, _, ok = demospace.TokenVisitor(toks[0])
 		}
 		p.mu.Lock()
 		if ok {
@@ -118,51 +118,11 @@ func (p *spacesProxy) tokens() (map[string][]string, []string) {
 	return out, append([]string(nil), p.problems...)
 }
 
-// The stamper's header and cookie: those of demospace.TokenProxy.
+// The header the proxy stamps, and the cookie it knows visitors by.
 const (
 	stampHeader   = "X-IP-Token"
-	visitorCookie = "spacerelay-demo-visitor"
+	visitorCookie = demospace.VisitorCookie
 )
-
-// tokenStamper strips any X-IP-Token the client sent and stamps a fresh
-// one of the request's visitor, known by a cookie it sets on first sight:
-// an unsigned JWT with iat, exp (iat + TTL, in whole seconds, as JWTs
-// have it), visitor (stable) and jti (new each time).
-type tokenStamper struct {
-	Next http.Handler
-	TTL  time.Duration
-}
-
-func (s *tokenStamper) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	visitor := ""
-	if c, err := r.Cookie(visitorCookie); err == nil && c.Value != "" {
-		visitor = c.Value
-	} else {
-		visitor = randomID()
-		http.SetCookie(w, &http.Cookie{Name: visitorCookie, Value: visitor, Path: "/", HttpOnly: true})
-	}
-	out := r.Clone(r.Context())
-	now := time.Now()
-	claims, _ := json.Marshal(map[string]any{"iat": now.Unix(), "exp": now.Add(s.TTL).Unix(),
-		"visitor": visitor, "jti": randomID()})
-	enc := base64.RawURLEncoding.EncodeToString
-	out.Header.Set(stampHeader, enc([]byte(`{"alg":"none","typ":"JWT"}`))+"."+enc(claims)+".")
-	s.Next.ServeHTTP(w, out)
-}
-
-// tokenVisitor is the visitor claim of a stamped token.
-func tokenVisitor(tok string) (string, bool) {
-	parts := strings.Split(tok, ".")
-	if len(parts) != 3 {
-		return "", false
-	}
-	b, err := base64.RawURLEncoding.DecodeString(parts[1])
-	var c struct{ Visitor string }
-	if err != nil || json.Unmarshal(b, &c) != nil || c.Visitor == "" {
-		return "", false
-	}
-	return c.Visitor, true
-}
 
 func randomID() string {
 	b := make([]byte, 8)
