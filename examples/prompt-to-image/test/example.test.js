@@ -3,7 +3,8 @@
 // loads examples/prompt-to-image through the relay's --static, in front of
 // its embedded demo Space, and completes jobs: a queue position behind
 // another visitor, progress, the image; cancel; the quota error with its
-// countdown; and an image input when the Space has an endpoint for one.
+// countdown; the image input (the demo's /restyle); and, with the demo's
+// tokens that expire, a visit past two token lifetimes.
 //
 // Run it with `task examples-test` (or `node --test examples/` after
 // `npm ci` in web/). Without Chromium it skips and says what is missing;
@@ -137,14 +138,37 @@ describe("examples/prompt-to-image in Chromium, served by --static", () => {
     assert.deepEqual(page.problems, []);
   });
 
-  test("an image input, when the Space has an endpoint that takes an image", T, async (t) => {
+  test("behind the demo's token stamping: the page says the visitor has a token, and works past two token lifetimes", T, async (t) => {
+    if (b.missing) return newPage(t);
+    const TTL = 4;
+    const stamped = await startRelay({ args: ["--static", site, "--demo-token-ttl", `${TTL}s`, "--token-refresh-margin", "2s"] });
+    t.after(() => stamped.stop());
+    const context = await browser.newContext();
+    t.after(() => context.close().catch(() => {}));
+    const page = await context.newPage();
+    page.setDefaultTimeout(STEP);
+    const problems = [];
+    page.on("pageerror", (err) => problems.push(`page error: ${err.message}`));
+    page.on("console", (m) => m.type() === "error" && problems.push(`console: ${m.text()}`));
+    await page.goto(stamped.url + "/");
+    await page.waitForSelector("#generate:not([disabled])");
+    assert.match(await page.textContent("#token"), /your own GPU quota/);
+    const start = Date.now();
+    for (let i = 1; Date.now() - start < 2.2 * TTL * 1000; i++) {
+      await page.fill("#prompt", `period ${i}`);
+      await page.fill("#opt-steps", "1");
+      await page.click("#generate");
+      await doneWith(page, `period ${i}`);
+      await new Promise((r) => setTimeout(r, TTL * 400));
+    }
+    assert.equal(await page.isHidden("#error"), true);
+    assert.deepEqual(problems, []);
+  });
+
+  test("an image input: the prompt goes with the image to the endpoint that takes one", T, async (t) => {
     const page = await newPage(t);
     if (!page) return;
-    if (await page.isHidden("#image-input")) {
-      // The demo Space's /restyle (an image and a prompt) is on its way to main.
-      t.todo("the demo Space has no endpoint that takes an image yet");
-      return;
-    }
+    assert.equal(await page.isVisible("#image-input"), true, "the demo's /restyle takes an image and a prompt");
     await page.setInputFiles("#image", { name: "start.png", mimeType: "image/png", buffer: gradientPNG(96, 96) });
     await page.waitForSelector("#image-preview:not([hidden])");
     await page.fill("#prompt", "as a watercolour");
