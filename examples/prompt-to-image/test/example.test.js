@@ -174,6 +174,8 @@ describe("examples/prompt-to-image in Chromium, served by --static", () => {
     await page.fill("#prompt", "as a watercolour");
     await page.click("#generate");
     await doneWith(page, "as a watercolour");
+    assert.deepEqual(await page.$eval("#result-image", (i) => [i.naturalWidth, i.naturalHeight]), [96, 96],
+      "the image of /restyle, the size of the input, not a 128 x 128 /generate");
     assert.deepEqual(page.problems, []);
   });
 });
