@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/spacerelay/spacerelay/upstream/gradiotest"
+	"go.uber.org/goleak"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -54,6 +55,8 @@ func TestImage(t *testing.T) {
 		t.Skip(msg)
 	}
 	pys := gradiotest.Pythons(t)
+	leaks := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, leaks) }) // the proxy's too; runs last
 	root := repoRoot(t)
 	df := mustParseDockerfile(t, filepath.Join(root, "Dockerfile"))
 	bin := buildAsImage(t, root, df.stage("build"))
