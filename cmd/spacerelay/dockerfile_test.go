@@ -217,6 +217,15 @@ func buildFlags(cmd string) []string {
 	return flags
 }
 
+// outputFlag is the value of -o in a go build command line, or "".
+func outputFlag(cmd string) string {
+	words := strings.Fields(cmd)
+	if i := slices.Index(words, "-o"); i >= 0 && i+1 < len(words) {
+		return words[i+1]
+	}
+	return ""
+}
+
 // repoRoot is the repository's root, two levels above this package.
 func repoRoot(t testing.TB) string {
 	t.Helper()
@@ -279,7 +288,8 @@ func TestDockerfile(t *testing.T) {
 	if build.envValue("CGO_ENABLED") != "0" {
 		t.Errorf("build stage ENV %q, want CGO_ENABLED=0", build.env)
 	}
-	checkRuntimeStage(t, "Dockerfile", df.final(), "/src/bin/spacerelay")
+	// The last stage copies what the build wrote: -o, from WORKDIR.
+	checkRuntimeStage(t, "Dockerfile", df.final(), path.Join(build.workdir, outputFlag(cmd)))
 
 	task, err := os.ReadFile(filepath.Join(root, "Taskfile.yml"))
 	if err != nil {

@@ -59,7 +59,7 @@ func TestImage(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t, leaks) }) // the proxy's too; runs last
 	root := repoRoot(t)
 	df := mustParseDockerfile(t, filepath.Join(root, "Dockerfile"))
-	bin := buildAsImage(t, root, df.stage("build"))
+	bin := buildAsImage(t, root, df.stage("build"), df.final().copies[0][1])
 	img := installImage(t, root, bin, df.final())
 	img.checkReadOnly(t)
 
@@ -75,11 +75,12 @@ func TestImage(t *testing.T) {
 
 // buildAsImage copies the build context as .dockerignore leaves it and
 // runs the build stage's RUN commands in it, with the stage's ENV and ARG
-// defaults and no GOFLAGS of this machine's. It checks the binary the
-// stage's COPY takes: static, stripped, built as the command says, and
-// naming no path of this machine. (The Go toolchain is this machine's, not
-// the image's golang tag.)
-func buildAsImage(t *testing.T, root string, build *stage) string {
+// defaults and no GOFLAGS of this machine's. It returns the binary that
+// the last stage's COPY takes (from, a path of the build stage's WORKDIR),
+// checked: static, stripped, built as the command says, naming no path of
+// this machine. (The Go toolchain is this machine's, not the image's
+// golang tag.)
+func buildAsImage(t *testing.T, root string, build *stage, from string) string {
 	t.Helper()
 	src := filepath.Join(t.TempDir(), "src")
 	copyContext(t, root, src)
@@ -100,7 +101,11 @@ func buildAsImage(t *testing.T, root string, build *stage) string {
 		}
 	}
 	t.Logf("built as the Dockerfile does in %v", time.Since(start).Round(time.Millisecond))
-	bin := filepath.Join(src, "bin", "spacerelay")
+	rel, ok := strings.CutPrefix(from, build.workdir+"/")
+	if !ok {
+		t.Fatalf("the last stage copies %s, outside the build stage's WORKDIR %s", from, build.workdir)
+	}
+	bin := filepath.Join(src, filepath.FromSlash(rel))
 	checkImageBinary(t, bin, src)
 	return bin
 }
