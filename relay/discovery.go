@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/spacerelay/spacerelay/session"
 	"github.com/spacerelay/spacerelay/upstream"
 )
 
@@ -16,8 +17,9 @@ const (
 	discoveryMaxWait   = 30 * time.Second
 )
 
-// discover calls s.API until it succeeds or the Server shuts down. It logs
-// a failure when it differs from the one before, not at every attempt.
+// discover calls s.API until it succeeds or the Server shuts down, then
+// watches the upstream (see watch). It logs a failure when it differs from
+// the one before, not at every attempt.
 func (s *Server) discover() {
 	defer s.wg.Done()
 	wait := discoveryFirstWait
@@ -26,12 +28,13 @@ func (s *Server) discover() {
 		api, err := s.API(s.base)
 		if err == nil {
 			s.ready(api)
+			s.watch()
 			return
 		}
 		if s.base.Err() != nil {
 			return
 		}
-		s.state.Store(&readiness{state: "unavailable", message: messageFor(err)})
+		s.state.Store(&readiness{state: "unavailable", message: messageFor(err), stage: stageOf(err)})
 		if msg := err.Error(); msg != last {
 			s.logger().Warn("upstream discovery failed", "err", err, "retry_in", wait)
 			last = msg
@@ -58,6 +61,9 @@ func (s *Server) ready(api *upstream.API) {
 		names[i] = ep.Name
 	}
 	s.logger().Info("upstream ready", "url", api.BaseURL, "gradio", api.Version, "endpoints", names)
+	for _, sk := range api.Skipped {
+		s.logger().Warn("endpoint left out: the relay cannot describe it", "endpoint", sk.Name, "why", sk.Reason)
+	}
 	if s.DefaultEndpoint == "" {
 		return
 	}
@@ -66,11 +72,83 @@ func (s *Server) ready(api *upstream.API) {
 	}
 }
 
+// watch asks the upstream for its API again (Rediscover) every
+// RediscoverEvery, and at once when a job met a sign of a redeploy (see
+// suspectRedeploy), until the Server shuts down. While the Space cannot be
+// reached, /readyz says so and new sockets are refused (4503
+// upstream_unavailable); the sessions open go on. When the API has
+// changed, it takes the new one and closes the sessions of the old with
+// 1012: their pages reconnect and read the new hello.
+func (s *Server) watch() {
+	if s.Rediscover == nil {
+		return
+	}
+	t := time.NewTimer(s.rediscoverEvery())
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-s.redeploy:
+		case <-s.base.Done():
+			return
+		}
+		api, err := s.Rediscover(s.base)
+		switch {
+		case s.base.Err() != nil:
+			return
+		case err != nil:
+			if s.state.Load().state == "ready" {
+				s.logger().Warn("the upstream cannot be reached", "err", err)
+			}
+			s.state.Store(&readiness{state: "unavailable", message: messageFor(err), stage: stageOf(err)})
+			s.metrics.upstreamReady.Set(0)
+		case api != s.api.Load():
+			s.logger().Info("the upstream was redeployed: its API changed")
+			s.ready(api)
+			s.restartSessions(api)
+		case s.state.Load().state != "ready":
+			s.ready(api) // back
+		}
+		t.Reset(s.rediscoverEvery())
+	}
+}
+
+// suspectRedeploy makes watch ask the upstream at once: a job found that
+// the upstream no longer knew its session.
+func (s *Server) suspectRedeploy() {
+	select {
+	case s.redeploy <- struct{}{}:
+	default:
+	}
+}
+
+// restartSessions closes, with 1012, the sessions that run on another API
+// than api.
+func (s *Server) restartSessions(api *upstream.API) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sl := range s.sessions {
+		if sl.api != api && sl.end != nil {
+			sl.end(session.ErrUpstreamChanged)
+		}
+	}
+}
+
+// stageOf is the Space's runtime stage an error carries, if any.
+func stageOf(err error) string {
+	var e *upstream.Error
+	if errors.As(err, &e) {
+		return e.Stage
+	}
+	return ""
+}
+
 // readiness is what the Server knows of the upstream, for /readyz:
 // discover's last finding. discover replaces it whole; it is never changed.
 type readiness struct {
 	state   string // "starting" (no answer yet), "unavailable" or "ready"
 	message string // for people: why the upstream is unavailable
+	stage   string // the Space's runtime stage, when the Hub said (SLEEPING, BUILDING, …)
 }
 
 // messageFor is a discovery error as a person may read it: the message
@@ -94,6 +172,7 @@ type readyzBody struct {
 	State      string `json:"state"` // ready, starting, unavailable or draining
 	Message    string `json:"message"`
 	RetryAfter int    `json:"retry_after,omitempty"` // seconds, when not ready
+	Stage      string `json:"stage,omitempty"`       // the Space's runtime stage, when the Hub said
 }
 
 // readyz answers 200 when the Server takes sessions and 503 when not, with
@@ -103,7 +182,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	if s.isDraining() {
 		st = readiness{state: "draining"}
 	}
-	b := readyzBody{State: st.state, Message: st.message, RetryAfter: retryUnavailable}
+	b := readyzBody{State: st.state, Message: st.message, RetryAfter: retryUnavailable, Stage: st.stage}
 	switch st.state {
 	case "ready":
 		b.Ready, b.Message, b.RetryAfter = true, "the relay is ready", 0

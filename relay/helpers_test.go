@@ -104,6 +104,9 @@ type fakeJob struct {
 }
 
 func (j fakeJob) Follow(fn func(upstream.Event) error) error {
+	if len(j.call.Data) > 0 && j.call.Data[0] == lostSession {
+		return &upstream.Error{Code: upstream.CodeUnavailable, Message: "lost", Err: upstream.ErrSessionLost}
+	}
 	data := j.call.Data
 	if j.v.pad > 0 {
 		data = append(data, strings.Repeat("x", j.v.pad))
@@ -427,3 +430,7 @@ func runJob(t *testing.T, c *websocket.Conn) {
 		}
 	}
 }
+
+// lostSession is the prompt whose job fails as a job does when the
+// upstream no longer knows the visitor's session (a sign of a redeploy).
+const lostSession = "lost-session"

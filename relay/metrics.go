@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spacerelay/spacerelay/session"
+	"github.com/spacerelay/spacerelay/upstream"
 )
 
 // metrics are a Server's Prometheus metrics, in a registry of its own (so
@@ -130,6 +132,9 @@ func (m *metrics) hooks() session.Hooks {
 func (s *Server) jobEnded(next func(session.JobStats)) func(session.JobStats) {
 	return func(st session.JobStats) {
 		next(st)
+		if errors.Is(st.Err, upstream.ErrSessionLost) {
+			s.suspectRedeploy()
+		}
 		level := slog.LevelDebug
 		attrs := []slog.Attr{
 			slog.String("session", st.Session), slog.String("job", st.Job),

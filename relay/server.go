@@ -52,6 +52,21 @@ type Server struct {
 	// files: session.ClientUpstream of an *upstream.Client. Required.
 	Upstream session.Upstream
 
+	// Rediscover, if set, fetches the upstream's API afresh:
+	// (*upstream.Client).Rediscover, which answers the same *API when
+	// nothing changed, a new one after a redeploy, and an error when the
+	// Space cannot be reached. Once the first discovery has succeeded the
+	// Server calls it every RediscoverEvery, and at once when a job finds
+	// that the upstream lost its session. A new API closes the sessions of
+	// the old with 1012 (their pages reconnect and read the new hello); an
+	// error turns /readyz to 503 and refuses new sockets with 4503
+	// upstream_unavailable until the Space answers again. Nil means the
+	// first API is kept for good.
+	Rediscover func(context.Context) (*upstream.API, error)
+
+	// RediscoverEvery is how often Rediscover is called. Defaults to 30 s.
+	RediscoverEvery time.Duration
+
 	// API fetches the upstream's API description: (*upstream.Client).API.
 	// The Server calls it in the background (see Start) until it succeeds,
 	// waiting 1 s after the first failure and twice as long after each
@@ -176,8 +191,9 @@ type Server struct {
 	pings   *session.Ticker // nil when pings are off
 	budget  *session.Budget // nil when FileMemory is negative
 
-	api   atomic.Pointer[upstream.API] // set once discovery succeeds
-	state atomic.Pointer[readiness]    // written by discover only
+	api      atomic.Pointer[upstream.API] // set once discovery succeeds
+	redeploy chan struct{}                // capacity 1: a job met a sign of a redeploy
+	state    atomic.Pointer[readiness]    // written by discover only
 
 	mu sync.Mutex
 	// Guarded by mu.
@@ -201,6 +217,10 @@ const (
 	defaultFileMemory      = 256 << 20
 )
 
+func (s *Server) rediscoverEvery() time.Duration {
+	return cmp.Or(max(s.RediscoverEvery, 0), 30*time.Second)
+}
+
 func (s *Server) uploadChunkBytes() int64 {
 	return cmp.Or(max(s.UploadChunkBytes, 0), defaultChunkBytes)
 }
@@ -213,6 +233,7 @@ func (s *Server) init() {
 		}
 		s.perToken = make(map[tokenKey]int)
 		s.sessions = make(map[string]*slot)
+		s.redeploy = make(chan struct{}, 1)
 		if s.FileMemory >= 0 {
 			s.budget = session.NewBudget(cmp.Or(s.FileMemory, defaultFileMemory))
 		}
@@ -357,8 +378,10 @@ type slot struct {
 	keyHash [sha256.Size]byte // of the refresh key: the key itself is the page's alone
 
 	// Guarded by Server.mu.
-	sess        *session.Session // once its session runs
-	token       tokenKey         // the current token's, if hasToken
+	api         *upstream.API           // the API its session runs on
+	end         context.CancelCauseFunc // ends its session with a cause, once it runs
+	sess        *session.Session        // once its session runs
+	token       tokenKey                // the current token's, if hasToken
 	hasToken    bool
 	lastRefresh time.Time // the last refresh request with the right key
 }
@@ -374,8 +397,8 @@ func (s *Server) reserve(token string) (api *upstream.API, sl *slot, refreshKey 
 	switch {
 	case s.draining:
 		return nil, nil, "", &refusal{http.StatusServiceUnavailable, "shutting_down", "the relay is shutting down", retryShuttingDown}
-	case api == nil:
-		return nil, nil, "", &refusal{http.StatusServiceUnavailable, "upstream_unavailable", "the upstream app is not reachable yet", retryUnavailable}
+	case api == nil || s.state.Load().state != "ready":
+		return nil, nil, "", &refusal{http.StatusServiceUnavailable, "upstream_unavailable", "the upstream app is not reachable now", retryUnavailable}
 	case s.open >= s.maxSessions():
 		return nil, nil, "", &refusal{http.StatusServiceUnavailable, "over_capacity", "the relay is at its session limit", retryOverCapacity}
 	case token != "" && s.perToken[key] >= s.maxPerToken():
@@ -383,7 +406,7 @@ func (s *Server) reserve(token string) (api *upstream.API, sl *slot, refreshKey 
 		return nil, nil, "", &refusal{http.StatusTooManyRequests, "too_many_sessions", msg, retryPerToken}
 	}
 	refreshKey = newRefreshKey()
-	sl = &slot{id: uuid.NewString(), keyHash: sha256.Sum256([]byte(refreshKey)), token: key, hasToken: token != ""}
+	sl = &slot{id: uuid.NewString(), keyHash: sha256.Sum256([]byte(refreshKey)), token: key, hasToken: token != "", api: api}
 	s.open++
 	if sl.hasToken {
 		s.perToken[key]++

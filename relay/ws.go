@@ -68,10 +68,13 @@ func (s *Server) run(c *socket, api *upstream.API, sl *slot, token, refreshKey s
 	s.metrics.sessionsOpen.Inc()
 	s.metrics.sessionsOpened.Inc()
 	sess := session.New(s.sessionConfig(sl.id, api, token, refreshKey), c, s.Upstream)
+	// Not r.Context(): Shutdown cancels s.base; a redeploy, this one.
+	ctx, end := context.WithCancelCause(s.base)
+	defer end(nil)
 	s.mu.Lock()
-	sl.sess = sess // the refresh route may find it now
+	sl.sess, sl.end = sess, end // the refresh route and a redeploy may find it now
 	s.mu.Unlock()
-	err := sess.Run(s.base) // not r.Context(): Shutdown cancels s.base
+	err := sess.Run(ctx)
 	s.metrics.sessionsOpen.Dec()
 	if errors.Is(err, session.ErrSlowConsumer) {
 		s.metrics.slowConsumers.Inc()

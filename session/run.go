@@ -135,7 +135,8 @@ func (s *Session) open() Visitor {
 func (s *Session) Jobs() int { return s.nJobs }
 
 // Run serves the session until the browser leaves, the session fails, or
-// ctx is done (the relay shutting down: close code 1001). It closes the
+// ctx is done: the relay shutting down (close code 1001), or, when ctx's
+// cause is ErrUpstreamChanged, the Space redeployed (1012). It closes the
 // socket with the code for its reason, cancels every unfinished job
 // upstream, waits for all its goroutines, and returns the reason: one of
 // the Err values of this package, or another error for an internal
@@ -180,6 +181,8 @@ func (s *Session) close(err error) {
 	switch {
 	case errors.Is(err, ErrShutdown):
 		reason = "relay shutting down"
+	case errors.Is(err, ErrUpstreamChanged):
+		reason = "the Space was updated"
 	case errors.Is(err, ErrProtocol):
 		reason = "too many bad messages"
 	case errors.Is(err, ErrPingTimeout):
@@ -223,6 +226,9 @@ func (s *Session) loop(ctx, hctx context.Context) error {
 		var err error
 		select {
 		case <-ctx.Done():
+			if errors.Is(context.Cause(ctx), ErrUpstreamChanged) {
+				return ErrUpstreamChanged
+			}
 			return ErrShutdown
 		case <-tick:
 			tick = s.cfg.Pings.C()

@@ -202,6 +202,10 @@ var (
 	ErrTooBig = errors.New("session: message too big")
 	// ErrPingTimeout: the browser did not answer a ping in time.
 	ErrPingTimeout = errors.New("session: ping timeout")
+	// ErrUpstreamChanged: the Space was redeployed and its API changed
+	// (close code 1012): the page reconnects and reads the new hello. Give
+	// it as the cause of Run's context (context.WithCancelCause).
+	ErrUpstreamChanged = errors.New("session: the Space was updated")
 )
 
 // CloseCode returns the WebSocket close code for a session that ended
@@ -212,6 +216,8 @@ func CloseCode(err error) websocket.StatusCode {
 		return websocket.StatusNormalClosure
 	case errors.Is(err, ErrShutdown):
 		return websocket.StatusGoingAway
+	case errors.Is(err, ErrUpstreamChanged):
+		return websocket.StatusServiceRestart
 	case errors.Is(err, ErrSlowConsumer), errors.Is(err, ErrProtocol), errors.Is(err, ErrPingTimeout):
 		return websocket.StatusPolicyViolation
 	case errors.Is(err, ErrTooBig):

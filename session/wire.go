@@ -8,7 +8,7 @@ import (
 	"reflect"
 	"regexp"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -277,13 +277,19 @@ func (s *Session) hello() ([]byte, error) {
 	return append(b, tail[1:]...), nil // without its {
 }
 
-// endpointsCache holds the endpoints of hello, encoded once per API: every
-// session of a relay says the same.
-var endpointsCache sync.Map // *upstream.API → []byte
+// endpointsCache holds the endpoints of hello for the API seen last,
+// encoded once: every session of a relay says the same (and after a
+// redeploy, the sessions of the new API do).
+var endpointsCache atomic.Pointer[encodedEndpoints]
+
+type encodedEndpoints struct {
+	api *upstream.API
+	b   []byte
+}
 
 func endpointsJSON(api *upstream.API) ([]byte, error) {
-	if b, ok := endpointsCache.Load(api); ok {
-		return b.([]byte), nil
+	if c := endpointsCache.Load(); c != nil && c.api == api {
+		return c.b, nil
 	}
 	eps := make([]helloEndpoint, 0, len(api.Endpoints))
 	for _, ep := range api.Endpoints {
@@ -298,7 +304,7 @@ func endpointsJSON(api *upstream.API) ([]byte, error) {
 	}
 	b, err := json.Marshal(eps)
 	if err == nil {
-		endpointsCache.Store(api, b)
+		endpointsCache.Store(&encodedEndpoints{api, b})
 	}
 	return b, err
 }

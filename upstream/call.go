@@ -20,7 +20,8 @@ type Call struct {
 }
 
 // payload returns the data array of a queue join: one value per input of
-// the function, with nulls in the State slots.
+// the function, with nulls in the State slots. The values given are
+// checked against their parameters' schemas first.
 func (ep *Endpoint) payload(call Call) ([]any, error) {
 	if call.Data != nil && call.Inputs != nil {
 		return nil, invalidInput("give positional data or named inputs, not both")
@@ -29,6 +30,9 @@ func (ep *Endpoint) payload(call Call) ([]any, error) {
 	given := make([]bool, len(ep.Inputs))
 	switch {
 	case len(call.Data) == len(ep.slots) && len(ep.slots) != len(ep.Inputs):
+		if err := ep.checkSlots(call.Data); err != nil {
+			return nil, err
+		}
 		return call.Data, nil // the caller filled the State slots itself
 	case len(call.Data) > len(ep.Inputs):
 		return nil, invalidInput(fmt.Sprintf("%s takes %d inputs, got %d", ep.Name, len(ep.Inputs), len(call.Data)))
@@ -53,6 +57,9 @@ func (ep *Endpoint) payload(call Call) ([]any, error) {
 	}
 	if len(missing) > 0 {
 		return nil, invalidInput(fmt.Sprintf("%s needs %s", ep.Name, quoteList(missing)))
+	}
+	if err := ep.checkArgs(args, given); err != nil {
+		return nil, err
 	}
 	data := make([]any, len(ep.slots))
 	for i, slot := range ep.slots {

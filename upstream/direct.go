@@ -10,8 +10,9 @@ import (
 	"strings"
 )
 
-// direct reports whether calls of ep bypass the queue.
-func (ep *Endpoint) direct() bool { return false }
+// direct reports whether calls of ep bypass the queue (a queue=False
+// event).
+func (ep *Endpoint) direct() bool { return !ep.Queue }
 
 // direct runs a call of an endpoint that does not use the queue (Gradio's
 // queue=False events): one POST {prefix}/run/{api_name} with the

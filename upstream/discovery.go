@@ -2,21 +2,24 @@ package upstream
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
 // discoveryTimeout bounds the whole discovery: Hub, config and info.
 const discoveryTimeout = time.Minute
 
 // API describes a Gradio app's callable endpoints. It is read once per
-// Client and shared; treat it as read-only.
+// Client and shared; treat it as read-only. A rediscovery that finds the
+// app changed makes a new API and leaves this one as it was.
 type API struct {
 	BaseURL     string // the app root, without a trailing slash
 	Version     string // the app's Gradio version
@@ -24,26 +27,42 @@ type API struct {
 	Prefix      string // the API route prefix: "/gradio_api", or "" before Gradio 5
 	MaxFileSize int64  // the app's upload limit in bytes, 0 if none
 	Endpoints   []*Endpoint
+	// Skipped lists the public endpoints that could not be described, and
+	// so are not in Endpoints, with why: for a log line each.
+	Skipped []SkippedEndpoint
 
 	legacyQuoted bool // Gradio < 5.2 wraps error texts in '…'
 	closeStream  bool // the server ends streams with close_stream (sse_v3)
 	diffs        bool // generator updates after the first are edit lists (sse_v2+)
 	dequeues     bool // /cancel removes a queued job (Gradio 6.14+)
+
+	fingerprint [sha256.Size]byte // of the /config this API was read from
 }
 
-// Endpoint is one API endpoint of the app.
+// SkippedEndpoint is a public endpoint that discovery left out.
+type SkippedEndpoint struct {
+	Name   string // the api_name with its leading slash
+	Reason string // for a log: what could not be read, and where
+}
+
+// Endpoint is one API endpoint of the app. Its JSON form is what a page is
+// told about it.
 type Endpoint struct {
-	Name      string  // the api_name with its leading slash, e.g. "/predict"
-	Inputs    []Param // the parameters a caller gives, in order
-	Outputs   []Output
-	Generator bool // the endpoint yields partial outputs
+	Name      string   `json:"name"`   // the api_name with its leading slash, e.g. "/predict"
+	Inputs    []Param  `json:"inputs"` // the parameters a caller gives, in order; never nil
+	Outputs   []Output `json:"outputs"`
+	Generator bool     `json:"generator,omitempty"` // the endpoint yields partial outputs
+	// Queue is false for an event that does not use Gradio's queue
+	// (queue=False): it is called with one direct request, not joined.
+	Queue bool `json:"-"`
 
 	fnIndex int
 	slots   []int // per input of the function: index into Inputs, or -1 for a null slot (State)
 	keep    []int // positions of output data to keep (State outputs dropped)
 }
 
-// Param is one input parameter of an endpoint.
+// Param is one input parameter of an endpoint. Fields other than Name,
+// Type and Required are left out of its JSON when the app does not say.
 type Param struct {
 	Name      string `json:"name"`
 	Label     string `json:"label,omitempty"`
@@ -51,6 +70,22 @@ type Param struct {
 	Component string `json:"component,omitempty"`
 	Required  bool   `json:"required"`
 	Default   any    `json:"default,omitempty"`
+	// Info is the component's help text.
+	Info string `json:"info,omitempty"`
+	// Choices are a Dropdown's, Radio's or CheckboxGroup's.
+	Choices []Choice `json:"choices,omitempty"`
+	// Minimum, Maximum and Step are a Slider's or Number's.
+	Minimum *float64 `json:"minimum,omitempty"`
+	Maximum *float64 `json:"maximum,omitempty"`
+	Step    *float64 `json:"step,omitempty"`
+	// FileTypes is what an upload for it should accept: "image", "audio"
+	// or "video" for those components, else a File's own list, such as
+	// ".png" and ".jpg".
+	FileTypes []string `json:"file_types,omitempty"`
+	// Schema is the JSON schema /info gives for the parameter's value.
+	Schema json.RawMessage `json:"schema,omitempty"`
+
+	schema *jsonschema.Schema // Schema compiled, or nil: the value is not checked
 }
 
 // Output is one output of an endpoint.
@@ -79,18 +114,23 @@ func (a *API) Endpoint(name string) (*Endpoint, error) {
 // API returns the app's API description, fetching it on first use. A
 // failure is not cached: the next call tries again.
 func (c *Client) API(ctx context.Context) (*API, error) {
-	c.mu.Lock()
-	api := c.api
-	c.mu.Unlock()
-	if api != nil {
+	if api := c.cachedAPI(); api != nil {
 		return api, nil
 	}
+	return c.discoverShared(ctx)
+}
+
+// discoverShared runs one discovery for all the callers that want one at
+// the same time: it reads /config, and /info too unless the app is the
+// one the cached API came from.
+func (c *Client) discoverShared(ctx context.Context) (*API, error) {
 	ch := c.discover.DoChan("", func() (any, error) {
 		// Not the caller's ctx: one caller giving up must not fail the others.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), discoveryTimeout)
 		defer cancel()
-		api, err := c.fetchAPI(ctx)
-		if err == nil {
+		old := c.cachedAPI()
+		api, err := c.fetchAPI(ctx, old)
+		if err == nil && api != old {
 			c.mu.Lock()
 			c.api = api
 			c.mu.Unlock()
@@ -108,7 +148,9 @@ func (c *Client) API(ctx context.Context) (*API, error) {
 	}
 }
 
-func (c *Client) fetchAPI(ctx context.Context) (*API, error) {
+// fetchAPI reads the app's API. If old, the API the Client has, was read
+// from the same /config, it returns old without asking for /info.
+func (c *Client) fetchAPI(ctx context.Context, old *API) (*API, error) {
 	base, err := c.resolve(ctx)
 	if err != nil {
 		return nil, err
@@ -116,6 +158,10 @@ func (c *Client) fetchAPI(ctx context.Context) (*API, error) {
 	var cfg appConfig
 	if err := c.getJSON(ctx, base+"/config", "config", &cfg); err != nil {
 		return nil, err
+	}
+	fp := cfg.fingerprint(base)
+	if old != nil && old.fingerprint == fp {
+		return old, nil
 	}
 	api, err := cfg.api(base)
 	if err != nil {
@@ -125,7 +171,8 @@ func (c *Client) fetchAPI(ctx context.Context) (*API, error) {
 	if err := c.getJSON(ctx, base+api.Prefix+"/info", "info", &info); err != nil {
 		return nil, err
 	}
-	api.Endpoints = cfg.endpoints(info)
+	api.Endpoints, api.Skipped = cfg.endpoints(info)
+	api.fingerprint = fp
 	return api, nil
 }
 
@@ -196,59 +243,7 @@ func (c *Client) checkRuntime(ctx context.Context) error {
 	default: // NO_APP_FILE, CONFIG_ERROR, BUILD_ERROR, RUNTIME_ERROR, …
 		why = "is broken (" + strings.ToLower(rt.Stage) + "); its owner must fix it"
 	}
-	return &Error{Code: CodeUnavailable, Title: "Space not running", Message: "Space " + c.space + " " + why}
-}
-
-// appConfig is the part of GET /config that a client needs.
-type appConfig struct {
-	Version      string          `json:"version"`
-	APIPrefix    string          `json:"api_prefix"`
-	Protocol     string          `json:"protocol"`
-	MaxFileSize  json.Number     `json:"max_file_size"`
-	Dependencies []appDependency `json:"dependencies"`
-	Components   []appComponent  `json:"components"`
-}
-
-type appDependency struct {
-	ID            *int   `json:"id"`
-	APIName       any    `json:"api_name"` // a string, or false/null on old servers
-	APIVisibility string `json:"api_visibility"`
-	ShowAPI       *bool  `json:"show_api"`
-	Inputs        []int  `json:"inputs"`
-	Outputs       []int  `json:"outputs"`
-	Queue         *bool  `json:"queue"`
-	Types         struct {
-		Generator bool `json:"generator"`
-	} `json:"types"`
-}
-
-type appComponent struct {
-	ID      int    `json:"id"`
-	Type    string `json:"type"`
-	SkipAPI bool   `json:"skip_api"`
-}
-
-var protocols = map[string]bool{"sse_v1": true, "sse_v2": true, "sse_v2.1": true, "sse_v3": true}
-
-func (cfg *appConfig) api(base string) (*API, error) {
-	if !protocols[cfg.Protocol] {
-		return nil, &Error{Code: CodeUnavailable, Title: "Gradio too old",
-			Message: fmt.Sprintf("the app speaks protocol %q (Gradio %s); spacerelay needs sse_v1 or newer (Gradio 4.9+)", cfg.Protocol, cfg.Version)}
-	}
-	api := &API{
-		BaseURL:      base,
-		Version:      cfg.Version,
-		Protocol:     cfg.Protocol,
-		Prefix:       strings.TrimRight(cfg.APIPrefix, "/"),
-		legacyQuoted: versionLess(cfg.Version, 5, 2),
-		closeStream:  cfg.Protocol == "sse_v3",
-		diffs:        cfg.Protocol != "sse_v1",
-		dequeues:     !versionLess(cfg.Version, 6, 14),
-	}
-	if n, err := cfg.MaxFileSize.Int64(); err == nil && n > 0 {
-		api.MaxFileSize = n
-	}
-	return api, nil
+	return &Error{Code: CodeUnavailable, Title: "Space not running", Message: "Space " + c.space + " " + why, Stage: rt.Stage}
 }
 
 // versionLess reports whether version v is older than major.minor.
@@ -263,98 +258,4 @@ func versionLess(v string, major, minor int) bool {
 		return false
 	}
 	return ma < major || ma == major && mi < minor
-}
-
-// apiInfo is GET {prefix}/info.
-type apiInfo struct {
-	NamedEndpoints map[string]struct {
-		Parameters []struct {
-			Label      string                `json:"label"`
-			Name       string                `json:"parameter_name"`
-			HasDefault bool                  `json:"parameter_has_default"`
-			Default    any                   `json:"parameter_default"`
-			Type       json.RawMessage       `json:"type"`
-			PythonType struct{ Type string } `json:"python_type"`
-			Component  string                `json:"component"`
-		} `json:"parameters"`
-		Returns []struct {
-			Label     string `json:"label"`
-			Component string `json:"component"`
-		} `json:"returns"`
-	} `json:"named_endpoints"`
-}
-
-// endpoints joins the config's dependencies with the info's parameters.
-// Only public, queued endpoints that /info documents are listed.
-func (cfg *appConfig) endpoints(info apiInfo) []*Endpoint {
-	skip := make(map[int]bool, len(cfg.Components))
-	for _, comp := range cfg.Components {
-		skip[comp.ID] = comp.SkipAPI || comp.Type == "state"
-	}
-	var eps []*Endpoint
-	for i, dep := range cfg.Dependencies {
-		name, ok := dep.APIName.(string)
-		if !ok || name == "" || dep.APIVisibility == "private" || (dep.Queue != nil && !*dep.Queue) {
-			continue
-		}
-		doc, ok := info.NamedEndpoints["/"+name]
-		if !ok {
-			continue
-		}
-		ep := &Endpoint{Name: "/" + name, Generator: dep.Types.Generator, fnIndex: i}
-		if dep.ID != nil {
-			ep.fnIndex = *dep.ID
-		}
-		for _, p := range doc.Parameters {
-			ep.Inputs = append(ep.Inputs, Param{
-				Name: p.Name, Label: p.Label, Component: p.Component,
-				Type:     paramType(p.Type, p.PythonType.Type),
-				Required: !p.HasDefault, Default: p.Default,
-			})
-		}
-		n := 0
-		for _, id := range dep.Inputs {
-			if skip[id] || n >= len(ep.Inputs) {
-				ep.slots = append(ep.slots, -1)
-				continue
-			}
-			ep.slots = append(ep.slots, n)
-			n++
-		}
-		for j, id := range dep.Outputs {
-			if !skip[id] {
-				ep.keep = append(ep.keep, j)
-			}
-		}
-		for j, r := range doc.Returns {
-			name := r.Label
-			if name == "" {
-				name = fmt.Sprintf("output %d", j)
-			}
-			ep.Outputs = append(ep.Outputs, Output{Name: name, Component: r.Component})
-		}
-		eps = append(eps, ep)
-	}
-	sort.SliceStable(eps, func(i, j int) bool { return eps[i].Name < eps[j].Name })
-	return eps
-}
-
-// paramType reduces a JSON schema to one word a browser can use.
-func paramType(schema json.RawMessage, pyType string) string {
-	var s struct {
-		Type       any            `json:"type"`
-		Properties map[string]any `json:"properties"`
-	}
-	_ = json.Unmarshal(schema, &s)
-	if _, ok := s.Properties["path"]; ok || pyType == "filepath" {
-		return "file"
-	}
-	switch t := s.Type.(type) {
-	case string:
-		switch t {
-		case "string", "integer", "number", "boolean", "array", "object":
-			return t
-		}
-	}
-	return "any"
 }

@@ -54,6 +54,10 @@ type Error struct {
 	RetryAfter time.Duration
 	// Status is the HTTP status that caused the error, or 0.
 	Status int
+	// Stage is the Space's runtime stage on the Hub ("SLEEPING",
+	// "BUILDING", "PAUSED", "RUNTIME_ERROR", …) when the error is that the
+	// Space is not running; else "".
+	Stage string
 	// Err is the underlying cause, if any.
 	Err error
 }

@@ -91,6 +91,7 @@ type config struct {
 	defaultEndpoint string
 	logLevel        slog.Level
 	logJSON         bool
+	healthcheck     bool // --healthcheck: ask a running relay, then exit
 }
 
 // The kinds of flag values, for --help.
@@ -148,7 +149,9 @@ func printUsage(w io.Writer) {
 Every flag may be given as its environment variable instead (the flag wins).
 HF_TOKEN, the token for a private upstream Space, comes from the environment
 only. An on/off flag alone means on: --spa, or --spa=off. --version prints
-the version.
+the version. --healthcheck asks the relay that listens on --listen's port
+for GET /healthz and exits 0 if it answers 200, else 1: a container's
+HEALTHCHECK, where there is no curl.
 
 `)
 	for _, f := range flags {
@@ -167,6 +170,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	if err != nil {
 		return err
+	}
+	if cfg.healthcheck {
+		return checkHealth(ctx, cfg.listen)
 	}
 	logger := newLogger(cfg, stderr)
 	site, err := openSite(cfg.static, logger)
@@ -304,6 +310,7 @@ func newServer(cfg config, up *upstream.Client, site *os.Root, logger *slog.Logg
 	srv := &relay.Server{
 		Upstream:              session.ClientUpstream(up),
 		API:                   up.API,
+		Rediscover:            up.Rediscover,
 		UpstreamConns:         up.OpenConns,
 		Static:                web.FS,
 		SPA:                   cfg.spa,
@@ -355,6 +362,45 @@ func startUpstream(cfg config) (target string, stop func(), err error) {
 	}, nil
 }
 
+// healthTimeout bounds --healthcheck's request.
+const healthTimeout = 5 * time.Second
+
+// checkHealth is --healthcheck: GET /healthz of the relay that listens on
+// listen, from this machine. nil means it answered 200.
+func checkHealth(ctx context.Context, listen string) error {
+	ctx, cancel := context.WithTimeout(ctx, healthTimeout)
+	defer cancel()
+	u := "http://" + localAddr(listen) + "/healthz"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	// No proxy from the environment, and no connection left open.
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthcheck: GET %s: %s", u, resp.Status)
+	}
+	return nil
+}
+
+// localAddr is the address that reaches a listener on listen from this
+// machine: the loopback address when it listens on every interface.
+func localAddr(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
 func newLogger(cfg config, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.logLevel}
 	if cfg.logJSON {
@@ -392,6 +438,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		fs.Var(&flagValue{s: f.def, onOff: f.kind == kindOnOff}, f.name, f.usage)
 	}
 	version := fs.Bool("version", false, "print the version and exit")
+	healthcheck := fs.Bool("healthcheck", false, "check the relay on --listen's port and exit")
 	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
 		printUsage(stderr)
 		return config{}, err
@@ -412,6 +459,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return config{}, usageError{p.err}
 	}
 	cfg.hfToken = getenv("HF_TOKEN")
+	cfg.healthcheck = *healthcheck
 	return cfg, nil
 }
 

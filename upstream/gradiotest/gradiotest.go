@@ -88,6 +88,11 @@ func Pythons(t testing.TB) []Python {
 
 // Options configure the test Space. The zero value gives SPEC.md's defaults.
 type Options struct {
+	// App is the Python script to run instead of testdata/gradio/app.py,
+	// as a path from the module root, such as
+	// "upstream/testdata/discovery_app.py". It must take app.py's --fd and
+	// --watch-stdin flags. The other options are app.py's.
+	App string
 	// StepSeconds is the sleep per step (FIXTURE_STEP_SECONDS).
 	// Zero means the app's default, 0.1.
 	StepSeconds float64
@@ -115,7 +120,11 @@ type Server struct {
 // Start may be called from parallel tests.
 func Start(t testing.TB, py Python, opts Options) *Server {
 	t.Helper()
-	app, err := appPath()
+	rel := opts.App
+	if rel == "" {
+		rel = "testdata/gradio/app.py"
+	}
+	app, err := modulePath(rel)
 	if err != nil {
 		t.Fatalf("gradiotest: %v", err)
 	}
@@ -260,10 +269,9 @@ func env(t testing.TB, opts Options) []string {
 	return vars
 }
 
-// appPath finds testdata/gradio/app.py: next to this source file if the
-// build kept its path, else above the working directory, at the module root.
-func appPath() (string, error) {
-	const rel = "testdata/gradio/app.py"
+// modulePath finds rel, a path from the module root: next to this source
+// file if the build kept its path, else above the working directory.
+func modulePath(rel string) (string, error) {
 	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
 		p := filepath.Join(filepath.Dir(file), "..", "..", rel)
 		if _, err := os.Stat(p); err == nil {

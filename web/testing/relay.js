@@ -44,7 +44,7 @@ export function relayBinary() {
  */
 export async function startRelay({ port = 0, args = [], ready = true } = {}) {
   const bin = await relayBinary();
-  const proc = spawn(bin, ["--listen", `127.0.0.1:${port}`, "--shutdown-grace", "5s", "--log-format", "text", "--log-level", "info", "--metrics-public", ...args], {
+  const proc = spawn(bin, ["--listen", `127.0.0.1:${port}`, "--shutdown-grace", "5s", "--log-format", "text", "--log-level", "info", "--metrics-public", "--demo-token-ttl", "off", ...args], {
     cwd: repoRoot,
     stdio: ["ignore", "ignore", "pipe"],
     env: { ...process.env, SPACERELAY_LISTEN: "" },
