@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -350,7 +351,7 @@ func (s *Session) write(typ websocket.MessageType, p []byte) error {
 // readLoop hands the browser's messages to Run until the socket closes.
 func (s *Session) readLoop() {
 	for {
-		typ, b, err := s.conn.Read(context.Background())
+		typ, b, err := s.read()
 		m := fromBrowser{err: readError(err)}
 		if err == nil {
 			m = decodeInbound(typ, b)
@@ -364,6 +365,21 @@ func (s *Session) readLoop() {
 			return
 		}
 	}
+}
+
+// read reads the browser's next message: a binary frame into a buffer of
+// bufs, which its upload gives back.
+func (s *Session) read() (websocket.MessageType, []byte, error) {
+	typ, r, err := s.conn.Reader(context.Background())
+	if err != nil {
+		return typ, nil, err
+	}
+	if typ == websocket.MessageBinary {
+		b, err := readFrame(r, int(s.cfg.UploadChunkBytes))
+		return typ, b, err
+	}
+	b, err := io.ReadAll(r)
+	return typ, b, err
 }
 
 func readError(err error) error {

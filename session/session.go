@@ -15,6 +15,7 @@ package session
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"time"
 
@@ -24,7 +25,7 @@ import (
 
 // Conn is the browser side of a session. *websocket.Conn satisfies it.
 type Conn interface {
-	Read(ctx context.Context) (websocket.MessageType, []byte, error)
+	Reader(ctx context.Context) (websocket.MessageType, io.Reader, error)
 	Write(ctx context.Context, typ websocket.MessageType, p []byte) error
 	Ping(ctx context.Context) error
 	Close(code websocket.StatusCode, reason string) error

@@ -37,7 +37,8 @@ type harness struct {
 	ended   chan error
 	stats   chan session.JobStats
 	sess    *session.Session
-	inbox   chan frame // set by readAhead
+	inbox   chan frame       // set by readAhead
+	pending []map[string]any // read ahead of their turn (see upload), for recv
 }
 
 // frame is one message the browser read.
@@ -96,6 +97,17 @@ func (h *harness) send(msg string) {
 // recv reads the next text message as a map; binary frames come back as
 // {"binary": length}.
 func (h *harness) recv() map[string]any {
+	h.t.Helper()
+	if len(h.pending) > 0 {
+		m := h.pending[0]
+		h.pending = h.pending[1:]
+		return m
+	}
+	return h.recvNew()
+}
+
+// recvNew is recv without what was read ahead of its turn.
+func (h *harness) recvNew() map[string]any {
 	h.t.Helper()
 	var f frame
 	if h.inbox != nil {

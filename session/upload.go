@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"sync/atomic"
 
 	"github.com/spacerelay/spacerelay/upstream"
@@ -15,10 +16,8 @@ const (
 	// uploadWindow is how many chunks of an upload the relay holds for the
 	// upstream at most: a page keeps no more than this many chunks' bytes
 	// past the last upload_progress in flight (PROTOCOL.md section 9).
+	// Frames are gathered into chunks, whatever their size.
 	uploadWindow = 4
-	// uploadFrames bounds the frames of an upload waiting for the
-	// upstream, whatever their size.
-	uploadFrames = 16
 	// maxUploads bounds the uploads a session keeps.
 	maxUploads = 256
 )
@@ -32,12 +31,13 @@ type upload struct {
 	mime   string
 	size   int64
 	cancel context.CancelFunc
-	chunks chan []byte // from Run to the goroutine; closed after the last byte
+	chunks chan []byte // full chunks, from Run to the goroutine; closed after the last byte
 
 	// Owned by Run.
-	received  int64 // bytes taken from the page
-	reported  int64 // sent, as last told to the page
-	ignore    int64 // bytes of frames still to come for an upload that ended early
+	received  int64  // bytes taken from the page
+	fill      []byte // the chunk being gathered from the page's frames
+	reported  int64  // sent, as last told to the page
+	ignore    int64  // bytes of frames still to come for an upload that ended early
 	over      bool
 	cancelled bool
 	file      map[string]any // the upstream FileData, once uploaded
@@ -92,7 +92,7 @@ func (s *Session) startUpload(ctx context.Context, m *inbound) error {
 	}
 	uctx, cancel := context.WithCancel(ctx)
 	u := &upload{id: id, name: m.Name, mime: m.MIME, size: *m.Size, cancel: cancel,
-		chunks: make(chan []byte, uploadFrames)}
+		chunks: make(chan []byte, uploadWindow+1)}
 	if u.name == "" {
 		u.name = "file"
 	}
@@ -110,8 +110,10 @@ func (s *Session) startUpload(ctx context.Context, m *inbound) error {
 	return nil
 }
 
-// chunk takes one binary frame of the current upload.
+// chunk takes one binary frame of the current upload; the frame's buffer
+// goes back to bufs.
 func (s *Session) chunk(b []byte) error {
+	defer putBuf(b)
 	u := s.current
 	if u == nil {
 		if s.swallow(int64(len(b))) {
@@ -136,18 +138,35 @@ func (s *Session) chunk(b []byte) error {
 	if !s.cfg.Budget.tryAcquire(n) {
 		return s.failUpload(u, errNoRoom)
 	}
-	select {
-	case u.chunks <- b:
-	default:
-		s.cfg.Budget.release(n)
-		return s.failUpload(u, &refusal{code: "bad_request", message: "upload: too many small frames in flight"})
-	}
+	s.gather(u, b)
 	u.received += n
 	if u.received == u.size {
+		if len(u.fill) > 0 {
+			u.chunks <- u.fill
+			u.fill = nil
+		}
 		close(u.chunks)
 		s.current = nil // the next upload may start
 	}
 	return nil
+}
+
+// gather copies a frame's bytes into u's chunks, and hands each full one
+// to the upload's goroutine. The window keeps the full ones waiting to at
+// most uploadWindow, which u.chunks has room for: this never blocks.
+func (s *Session) gather(u *upload, b []byte) {
+	size := int(s.cfg.UploadChunkBytes)
+	for len(b) > 0 {
+		if u.fill == nil {
+			u.fill = getBuf(size)[:0]
+		}
+		k := copy(u.fill[len(u.fill):size], b)
+		u.fill, b = u.fill[:len(u.fill)+k], b[k:]
+		if len(u.fill) == size {
+			u.chunks <- u.fill
+			u.fill = nil
+		}
+	}
 }
 
 // swallow takes a frame of an upload that ended early, within what it
@@ -238,19 +257,31 @@ func (s *Session) uploadProgress() error {
 	return nil
 }
 
-// reportProgress sends upload_progress for u at sent bytes: about once a
-// chunk, and once at the end.
+// reportProgress sends upload_progress for u up to sent bytes: once for
+// each chunk's worth the upstream took since the last, and once at the
+// end.
 func (s *Session) reportProgress(u *upload, sent int64) error {
-	if sent <= u.reported || sent < u.size && sent-u.reported < s.cfg.UploadChunkBytes {
-		return nil
+	step := s.cfg.UploadChunkBytes
+	for sent > u.reported {
+		next := min(u.reported+step, sent)
+		if next-u.reported < step && next < u.size {
+			return nil // less than a chunk since the last, and not the end
+		}
+		u.reported = next
+		if err := s.writeJSON(uploadProgressMsg{"upload_progress", u.id, next, u.size}); err != nil {
+			return err
+		}
 	}
-	u.reported = sent
-	return s.writeJSON(uploadProgressMsg{"upload_progress", u.id, sent, u.size})
+	return nil
 }
 
-// drain gives back the budget of the chunks of u its request never took.
-// Its goroutine has ended: nothing else takes from u.chunks.
+// drain gives back the budget and the buffers of the chunks of u its
+// request never took. Its goroutine has ended: nothing else takes from
+// u.chunks.
 func (s *Session) drain(u *upload) {
+	s.cfg.Budget.release(int64(len(u.fill)))
+	putBuf(u.fill)
+	u.fill = nil
 	for {
 		select {
 		case b, ok := <-u.chunks:
@@ -258,6 +289,7 @@ func (s *Session) drain(u *upload) {
 				return
 			}
 			s.cfg.Budget.release(int64(len(b)))
+			putBuf(b)
 		default:
 			return
 		}
@@ -272,8 +304,8 @@ type chunkReader struct {
 	u      *upload
 	budget *Budget
 	wake   chan struct{}
-	cur    []byte
-	held   int64 // budget of cur
+	buf    []byte // the chunk being read, whole
+	cur    []byte // what is left of it
 }
 
 func (r *chunkReader) Read(p []byte) (int, error) {
@@ -284,7 +316,7 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 			if !ok {
 				return 0, io.EOF
 			}
-			r.cur, r.held = b, int64(len(b))
+			r.buf, r.cur = b, b
 		case <-r.ctx.Done():
 			return 0, r.ctx.Err()
 		}
@@ -299,7 +331,55 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// giveBack returns the chunk read last, its budget and its buffer.
 func (r *chunkReader) giveBack() {
-	r.budget.release(r.held)
-	r.held = 0
+	r.budget.release(int64(len(r.buf)))
+	putBuf(r.buf)
+	r.buf, r.cur = nil, nil
+}
+
+// bufs holds the buffers of upload frames and chunks for reuse: a frame is
+// read into one, its bytes are gathered into a chunk (another), and each
+// comes back here once copied, so that a large upload allocates little.
+var bufs sync.Pool
+
+// getBuf returns a buffer of n bytes, from bufs if it has one large enough.
+func getBuf(n int) []byte {
+	if p, ok := bufs.Get().(*[]byte); ok && cap(*p) >= n {
+		return (*p)[:n]
+	}
+	return make([]byte, n)
+}
+
+// putBuf gives b back to bufs. b must not be used after.
+func putBuf(b []byte) {
+	if cap(b) >= minPooled {
+		b = b[:0]
+		bufs.Put(&b)
+	}
+}
+
+// minPooled: smaller buffers are not worth keeping.
+const minPooled = 16 << 10
+
+// readFrame reads a binary frame into a buffer of bufs (of the chunk
+// size, grown if the frame is larger: the socket's read limit bounds it).
+func readFrame(r io.Reader, chunk int) ([]byte, error) {
+	b := getBuf(chunk)
+	n := 0
+	for {
+		if n == len(b) {
+			b = append(b, 0)[:n]
+			b = b[:cap(b)]
+		}
+		k, err := r.Read(b[n:])
+		n += k
+		if err == io.EOF {
+			return b[:n], nil
+		}
+		if err != nil {
+			putBuf(b)
+			return nil, err
+		}
+	}
 }

@@ -27,14 +27,24 @@ func (h *harness) sendBinary(b []byte) {
 	}
 }
 
-// upload sends an upload message and its bytes in chunks.
+// upload sends an upload message and its bytes in chunks, as a page
+// does: never more than the relay's window (4 chunks) past the last
+// upload_progress. What it reads meanwhile stays for recv.
 func (h *harness) upload(id string, data []byte) {
 	h.t.Helper()
 	h.send(fmt.Sprintf(`{"type":"upload","id":%q,"name":"cat.png","mime":"image/png","size":%d}`, id, len(data)))
-	for len(data) > 0 {
-		n := min(chunk, len(data))
-		h.sendBinary(data[:n])
-		data = data[n:]
+	sent, received := 0, 0
+	for sent < len(data) {
+		n := min(chunk, len(data)-sent)
+		for sent+n-received > 4*chunk {
+			m := h.recvNew()
+			if m["type"] == "upload_progress" && m["id"] == id {
+				received = int(m["received"].(float64))
+			}
+			h.pending = append(h.pending, m)
+		}
+		h.sendBinary(data[sent : sent+n])
+		sent += n
 	}
 }
 

@@ -32,6 +32,19 @@ type message struct {
 	SessionNotFound bool    `json:"session_not_found"`
 
 	read time.Time // when its last bytes were read off the socket
+	ran  float64   // on a generator's process_completed: the seconds its steps ran before it
+}
+
+// stepDuration is the seconds a generator's step ran, as the upstream
+// measured it (process_generating's output.duration), or 0.
+func (m *message) stepDuration() float64 {
+	var o struct {
+		Duration *float64 `json:"duration"`
+	}
+	if json.Unmarshal(m.Output, &o) != nil || o.Duration == nil {
+		return 0
+	}
+	return *o.Duration
 }
 
 // output is the output field of a process_* message.

@@ -284,7 +284,10 @@ func (s *Session) deliver(api *API, j *job, m *message) {
 		if j.cancelWanted {
 			s.flushCancels() // a job held back until it started
 		}
+	case "process_generating", "process_streaming":
+		j.ran += m.stepDuration() // a dropped partial's too
 	case "process_completed":
+		m.ran = j.ran
 		delete(s.jobs, j.id)
 		s.flushCancels()
 	}

@@ -70,6 +70,7 @@ type job struct {
 	dequeueSent  bool      // a cancel that takes the queued job out went out
 	cancelled    time.Time // when a cancel of it was answered, while its completion is awaited
 	seen         int       // the last stream that brought a message of it
+	ran          float64   // the seconds its steps ran, as the upstream measured them (a generator's)
 }
 
 // NewSession starts a visitor's session. header holds the visitor's

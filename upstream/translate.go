@@ -8,11 +8,10 @@ import (
 // translator turns one job's stream messages into Events. It keeps the
 // job's current outputs, to apply a generator's edit lists.
 type translator struct {
-	api     *API
-	ep      *Endpoint
-	prev    []any     // full output values of the last process_generating
-	seen    bool      // a process_generating has arrived
-	started time.Time // when process_starts was read
+	api  *API
+	ep   *Endpoint
+	prev []any // full output values of the last process_generating
+	seen bool  // a process_generating has arrived
 }
 
 // editLists reports whether the upstream sends a generator's updates
@@ -55,7 +54,6 @@ func (t *translator) translate(m *message) (Event, error) {
 		}
 		return q, nil
 	case "process_starts":
-		t.started = m.read
 		return &Started{ETA: m.ETA}, nil
 	case "progress":
 		return &Progress{Steps: m.ProgressData}, nil
@@ -111,13 +109,12 @@ func (t *translator) completed(m *message) (Event, error) {
 		return &Cancelled{}, nil // the synthetic completion of a cancel
 	}
 	c := &Completed{Data: t.ep.outputs(out.Data)}
-	switch {
-	case t.ep.Generator && !t.started.IsZero() && !m.read.IsZero():
-		// Gradio's duration of a generator is its last step's.
-		c.Duration = m.read.Sub(t.started).Seconds()
-	case out.Duration != nil:
+	if out.Duration != nil {
 		c.Duration = *out.Duration
 	}
+	// Gradio's duration of a generator is its last step's: the job's run
+	// time is its steps' together (the upstream's own clock).
+	c.Duration += m.ran
 	return c, nil
 }
 
