@@ -175,3 +175,20 @@ func TestRefreshCORS(t *testing.T) {
 		t.Errorf("refresh from the allowed origin: %d %v", r.StatusCode, r.Header)
 	}
 }
+
+// Issue 11: a relay among several names itself in its session ids, so
+// that a load balancer can route a refresh to the relay that holds the
+// socket by the id's prefix.
+func TestInstanceNamesSessions(t *testing.T) {
+	t.Parallel()
+	base := start(t, &relay.Server{Instance: "west-2"})
+	waitReady(t, base)
+	c, url, key := dialHello(t, base, "tok")
+	defer c.CloseNow()
+	if !strings.HasPrefix(url, "/v1/sessions/west-2.") {
+		t.Errorf("refresh url = %s, want the instance's prefix", url)
+	}
+	if r := refresh(t, base, url, key, http.Header{"X-Ip-Token": {"fresh"}}); r.StatusCode != http.StatusOK {
+		t.Errorf("refresh: %d %s", r.StatusCode, r.body)
+	}
+}

@@ -180,6 +180,12 @@ type Server struct {
 	// Version is the relay's version, said in hello. Empty means none.
 	Version string
 
+	// Instance, if set, names this relay among several behind one load
+	// balancer: session ids are "{Instance}.{uuid}", so that the balancer
+	// can route a session's refresh (/v1/sessions/{id}/…) to the relay
+	// that holds its socket by the id's prefix. Empty means bare uuids.
+	Instance string
+
 	initOnce  sync.Once
 	startOnce sync.Once
 	// Static after init.
@@ -406,7 +412,11 @@ func (s *Server) reserve(token string) (api *upstream.API, sl *slot, refreshKey 
 		return nil, nil, "", &refusal{http.StatusTooManyRequests, "too_many_sessions", msg, retryPerToken}
 	}
 	refreshKey = newRefreshKey()
-	sl = &slot{id: uuid.NewString(), keyHash: sha256.Sum256([]byte(refreshKey)), token: key, hasToken: token != "", api: api}
+	id := uuid.NewString()
+	if s.Instance != "" {
+		id = s.Instance + "." + id
+	}
+	sl = &slot{id: id, keyHash: sha256.Sum256([]byte(refreshKey)), token: key, hasToken: token != "", api: api}
 	s.open++
 	if sl.hasToken {
 		s.perToken[key]++

@@ -21,6 +21,11 @@ type job struct {
 	cancel   context.CancelFunc
 	start    time.Time
 
+	// Owned by the job's goroutine (follow): the last partial output
+	// handed on, as the upstream gave it and as the page got it.
+	lastPartial []any
+	lastRefs    []any
+
 	// Owned by Run.
 	started   time.Time
 	cancelled bool          // the browser asked to cancel

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"reflect"
 	"slices"
 	"strconv"
 
@@ -73,14 +74,13 @@ func (s *Session) translate(ctx context.Context, v Visitor, j *job, ev upstream.
 	case *upstream.Log:
 		return encode("log", j.id, logMsg{"log", j.id, ev.Level, ev.Title, ev.Message}), nil
 	case *upstream.Partial:
-		return s.withFiles(ctx, v, j, "partial", ev.Data, nil)
-	case *upstream.Completed:
-		d := ev.Duration
-		out, err := s.withFiles(ctx, v, j, "result", ev.Data, &d)
-		if out != nil {
-			out.terminal = true
+		out, refs, err := s.withFiles(ctx, v, j, "partial", ev.Data, nil)
+		if err == nil {
+			j.lastPartial, j.lastRefs = ev.Data, refs
 		}
 		return out, err
+	case *upstream.Completed:
+		return s.result(ctx, v, j, ev)
 	case *upstream.Cancelled:
 		out := encode("cancelled", j.id, idMsg{"cancelled", j.id})
 		out.terminal = true
@@ -98,10 +98,29 @@ func encode(kind, id string, v any) *outgoing {
 	return &outgoing{msg: b, kind: kind}
 }
 
+// result encodes a job's result. A generator's result repeats its last
+// partial output, which upstream holds back for that reason; should that
+// partial have gone out all the same, the result refers to its files
+// rather than sending their bytes again.
+func (s *Session) result(ctx context.Context, v Visitor, j *job, ev *upstream.Completed) (*outgoing, error) {
+	d := ev.Duration
+	var out *outgoing
+	var err error
+	if j.lastPartial != nil && reflect.DeepEqual(ev.Data, j.lastPartial) {
+		out = encode("result", j.id, dataMsg{"result", j.id, j.lastRefs, &d})
+	} else {
+		out, _, err = s.withFiles(ctx, v, j, "result", ev.Data, &d)
+	}
+	if out != nil {
+		out.terminal = true
+	}
+	return out, err
+}
+
 // withFiles fetches every file of data and encodes a partial or result
-// whose files are replaced by references.
-func (s *Session) withFiles(ctx context.Context, v Visitor, j *job, kind string, data []any, duration *float64) (*outgoing, error) {
-	out := &outgoing{kind: kind}
+// whose files are replaced by references (refs: data so).
+func (s *Session) withFiles(ctx context.Context, v Visitor, j *job, kind string, data []any, duration *float64) (out *outgoing, refs []any, err error) {
+	out = &outgoing{kind: kind}
 	fetch := func(f upstream.FileData) (string, error) {
 		file, err := s.fetch(ctx, v, f, s.cfg.MaxJobBytes-out.held)
 		if err != nil {
@@ -117,22 +136,22 @@ func (s *Session) withFiles(ctx context.Context, v Visitor, j *job, kind string,
 		out.files = append(out.files, outFile{id: id, src: src, header: header, data: file.data})
 		return id, err
 	}
-	refs := make([]any, len(data))
+	refs = make([]any, len(data))
 	for i, v := range data {
 		r, err := replaceFiles(v, fetch)
 		if err != nil {
 			out.release(s.cfg.Budget)
-			return nil, err
+			return nil, nil, err
 		}
 		refs[i] = r
 	}
 	b, err := json.Marshal(dataMsg{kind, j.id, refs, duration})
 	if err != nil {
 		out.release(s.cfg.Budget)
-		return nil, fmt.Errorf("session: encode %s: %w", kind, err)
+		return nil, nil, fmt.Errorf("session: encode %s: %w", kind, err)
 	}
 	out.msg = b
-	return out, nil
+	return out, refs, nil
 }
 
 type fetched struct {

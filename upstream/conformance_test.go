@@ -319,8 +319,8 @@ func download(t *testing.T, c *upstream.Client, f upstream.FileData, limit int64
 
 func testPreview(t *testing.T, sp space, c *upstream.Client) {
 	s, _ := visitor(t, c)
-	// Five previews: the last comes once, as the result (Issue 12), and
-	// four may come as partial outputs.
+	// Five previews: the last comes once, as the result (Issue 12), when
+	// the Space ends the job within the hold.
 	evs, err := run(testCtx(t), s, upstream.Call{Endpoint: "/preview", Inputs: map[string]any{"prompt": "preview fox", "steps": 5}})
 	res := result(t, evs, err)
 	partials := 0
@@ -334,8 +334,10 @@ func testPreview(t *testing.T, sp space, c *upstream.Client) {
 			download(t, c, f, 1<<20)
 		}
 	}
-	if partials < 2 || partials > 4 {
-		t.Errorf("%d partial outputs, want at least 2 of 4 previews, and not the last", partials)
+	// (That the last comes only as the result is TestLastPartialComesOnce's:
+	// on a loaded machine the Space may take longer than the hold to end.)
+	if partials < 2 || partials > 5 {
+		t.Errorf("%d partial outputs, want at least 2 of 5 previews", partials)
 	}
 	f, ok := upstream.AsFile(res.Data[0])
 	if !ok {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/spacerelay/spacerelay/upstream"
@@ -131,4 +132,42 @@ func TestReadAt(t *testing.T) {
 	if err != nil || fmt.Sprint(got) != want {
 		t.Errorf("Stream() = %v; events %v, want %s", err, got, want)
 	}
+}
+
+// Issue 12: a generator's last output comes once, as the Completed: a
+// partial followed by the completion within the hold is not handed on;
+// one that waited longer is, and so is one a newer partial followed.
+func TestLastPartialComesOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeApp{join: joined("e1"), stream: func(w http.ResponseWriter, r *http.Request) {
+			gen := func(v string) string {
+				return fmt.Sprintf(`{"msg":"process_generating","event_id":"e1","success":true,"output":{"data":[%q, null]}}`, v)
+			}
+			sse(w, gen("a"))
+			time.Sleep(time.Second) // a step
+			sse(w, gen("b"))
+			time.Sleep(10 * time.Millisecond) // the Space ends the job
+			sse(w, done("e1", `["b", null]`))
+		}}
+		c, err := upstream.New(upstream.Config{Target: "http://fake.invalid", HTTP: inMemory(f)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := c.NewSession(nil)
+		defer s.Close()
+		evs, err := run(t.Context(), s, upstream.Call{Data: []any{"x"}})
+		result(t, evs, err)
+		var got []string
+		for _, ev := range evs {
+			switch ev := ev.(type) {
+			case *upstream.Partial:
+				got = append(got, fmt.Sprint("partial ", ev.Data))
+			case *upstream.Completed:
+				got = append(got, fmt.Sprint("completed ", ev.Data))
+			}
+		}
+		if want := "[partial [a] completed [b]]"; fmt.Sprint(got) != want {
+			t.Errorf("events = %v, want %s", got, want)
+		}
+	})
 }

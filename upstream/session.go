@@ -213,7 +213,7 @@ func (j *Job) Follow(fn func(Event) error) error {
 // on: if the job's completion comes meanwhile, the partial is dropped, so
 // that a generator's last output (which the completion carries again)
 // reaches fn once, as the *Completed.
-const partialHold = 25 * time.Millisecond
+const partialHold = 50 * time.Millisecond
 
 // follow hands the job's messages to fn until the job ends.
 func (s *Session) follow(ctx context.Context, api *API, ep *Endpoint, j *job, fn func(Event) error) error {

@@ -28,7 +28,8 @@ type config struct {
 	hold     time.Duration // negative: until the end of the run
 	duration time.Duration
 	json     bool
-	header   string // the token header
+	header   string        // the token header
+	tokenExp time.Duration // >0: JWT tokens with an exp this far ahead
 
 	// Measuring modes.
 	metricsURL  string
@@ -70,6 +71,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.duration, "duration", 2*time.Minute, "hard limit of the run")
 	fs.BoolVar(&c.json, "json", false, "print the report as JSON")
 	fs.StringVar(&c.header, "token-header", "X-IP-Token", "upgrade header that carries each session's token")
+	fs.DurationVar(&c.tokenExp, "token-exp", 0, "give each session a JWT token that expires this long after the run starts, as Hugging Face's do (0: plain tokens)")
 	fs.StringVar(&c.metricsURL, "metrics-url", "", "the relay's /metrics (default: from --url)")
 	fs.StringVar(&c.pprofURL, "pprof-url", "", "the pprof listener of a relay run by serve: forces GC, takes profiles")
 	fs.StringVar(&c.upstreamURL, "upstream-url", "", "the relay's upstream, for the direct baselines of latency and throughput")

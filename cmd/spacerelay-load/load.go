@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -135,7 +136,7 @@ func (r *loadRun) launch(ctx context.Context, first, n int, ready func(ok bool))
 		if ctx.Err() != nil {
 			break
 		}
-		v := &visitor{load: r, token: "load-" + r.runID + "-" + strconv.Itoa(first+i)}
+		v := &visitor{load: r, token: r.token("load-" + r.runID + "-" + strconv.Itoa(first+i))}
 		v.onReady = func(ok bool) {
 			<-slots
 			if ready != nil {
@@ -248,4 +249,16 @@ func (m *cpuMeter) stop() *cpuReport {
 		}
 	}
 	return c
+}
+
+// token is the visitor's token: name, or with --token-exp a JWT of it
+// whose exp is that far ahead (unsigned: the relay does not check; it
+// reads the exp, and arms each session's token_expiring timer).
+func (r *loadRun) token(name string) string {
+	if r.cfg.tokenExp <= 0 {
+		return name
+	}
+	enc := base64.RawURLEncoding.EncodeToString
+	exp := time.Now().Add(r.cfg.tokenExp).Unix()
+	return enc([]byte(`{"alg":"none"}`)) + "." + enc(fmt.Appendf(nil, `{"sub":%q,"exp":%d}`, name, exp)) + ".x"
 }

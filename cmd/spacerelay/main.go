@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/signal"
 	"path"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -85,6 +86,7 @@ type config struct {
 	fileMemory      int64
 	refreshMargin   time.Duration
 	demoTokenTTL    time.Duration // 0: no demo tokens
+	instance        string
 	writeTimeout    time.Duration
 	pingInterval    time.Duration // negative: no pings
 	shutdownGrace   time.Duration
@@ -129,6 +131,7 @@ var flags = []struct{ name, kind, def, usage string }{
 	{"ping-interval", kindDuration, "30s", "time between WebSocket pings; 0 or off: no pings"},
 	{"shutdown-grace", kindDuration, "10s", "time sessions get to close on SIGINT or SIGTERM"},
 	{"default-endpoint", kindText, "", "endpoint of a submit that names none (default: the app's only endpoint)"},
+	{"instance", kindText, "", "this relay's name among several behind one load balancer: session ids become NAME.uuid, for routing /v1/sessions/NAME.… to it (letters, digits, -)"},
 	{"metrics-listen", kindText, "", "address of a listener of its own for GET /metrics, e.g. 127.0.0.1:9090 (default: none)"},
 	{"metrics-public", kindOnOff, "off", "serve GET /metrics on --listen too; on a Hugging Face Space that port is public"},
 	{"log-level", kindText, "info", "debug, info, warn or error"},
@@ -332,6 +335,7 @@ func newServer(cfg config, up *upstream.Client, site *os.Root, logger *slog.Logg
 		UploadChunkBytes:      cfg.uploadChunk,
 		TokenRefreshMargin:    cfg.refreshMargin,
 		Version:               web.Version,
+		Instance:              cfg.instance,
 		WriteTimeout:          cfg.writeTimeout,
 		PingInterval:          cfg.pingInterval,
 	}
@@ -505,6 +509,7 @@ func (p *parser) config() config {
 		fileMemory:      p.bytes("max-file-memory"),
 		refreshMargin:   p.duration("token-refresh-margin"),
 		demoTokenTTL:    p.durationOrOff("demo-token-ttl"),
+		instance:        p.instance("instance"),
 		writeTimeout:    p.duration("write-timeout"),
 		pingInterval:    p.durationOrOff("ping-interval"),
 		shutdownGrace:   p.duration("shutdown-grace"),
@@ -690,6 +695,18 @@ func (p *parser) origins(name string) []string {
 		out = append(out, o)
 	}
 	return out
+}
+
+var instanceName = regexp.MustCompile(`^[A-Za-z0-9-]{1,32}$`)
+
+// instance reads --instance: letters, digits and dashes, or nothing.
+func (p *parser) instance(name string) string {
+	v, label := p.value(name)
+	v = strings.TrimSpace(v)
+	if v != "" && !instanceName.MatchString(v) {
+		p.fail(label, "must be 1 to 32 letters, digits or dashes, got %q", v)
+	}
+	return v
 }
 
 // endpoint reads an endpoint name, adding the leading slash if missing.
