@@ -67,7 +67,7 @@ func (s *Server) run(c *socket, api *upstream.API, sl *slot, token, refreshKey s
 	start := time.Now()
 	s.metrics.sessionsOpen.Inc()
 	s.metrics.sessionsOpened.Inc()
-	sess := session.New(s.sessionConfig(sl.id, api, token, refreshKey), c, s.Upstream)
+	sess := s.newSession(c, api, sl, token, refreshKey)
 	// Not r.Context(): Shutdown cancels s.base; a redeploy, this one.
 	ctx, end := context.WithCancelCause(s.base)
 	defer end(nil)
@@ -80,6 +80,13 @@ func (s *Server) run(c *socket, api *upstream.API, sl *slot, token, refreshKey s
 		s.metrics.slowConsumers.Inc()
 	}
 	s.logEnd(sl.id, time.Since(start), sess.Jobs(), err)
+}
+
+// newSession makes the session of socket c. (A function of its own: the
+// Config it builds is not kept in the frame of run, which every idle
+// session's goroutine keeps on its stack.)
+func (s *Server) newSession(c *socket, api *upstream.API, sl *slot, token, refreshKey string) *session.Session {
+	return session.New(s.sessionConfig(sl.id, api, token, refreshKey), c, s.Upstream)
 }
 
 func (s *Server) sessionConfig(id string, api *upstream.API, token, refreshKey string) session.Config {

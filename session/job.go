@@ -93,6 +93,9 @@ func (s *Session) submit(ctx context.Context, m *inbound) error {
 	}
 	jctx, cancel := context.WithCancel(ctx)
 	j := &job{id: id, endpoint: ep.Name, ctx: jctx, cancel: cancel, start: s.cfg.Now()}
+	if s.jobs == nil {
+		s.jobs = make(map[string]*job)
+	}
 	if len(waits) > 0 { // it joins once its files are in
 		j.call, j.waits = call, waits
 		s.jobs[id] = j
@@ -302,8 +305,9 @@ func (out *outgoing) release(b *Budget) {
 // preview replace older ones); other jobs go on.
 func (s *Session) follow(j *job, v Visitor, vj Job) {
 	err := vj.Follow(func(ev upstream.Event) error { return s.pass(j.ctx, v, j, ev) })
+	it := item{j: j, done: true, err: err}
 	select {
-	case s.items <- item{j: j, done: true, err: err}:
+	case s.work <- func() error { return s.relay(it) }:
 	case <-s.done:
 	}
 }
@@ -327,8 +331,9 @@ func (s *Session) pass(ctx context.Context, v Visitor, j *job, ev upstream.Event
 	if len(out.files) == 0 {
 		out.received = received
 	}
+	it := item{j: j, out: out}
 	select {
-	case s.items <- item{j: j, out: out}:
+	case s.work <- func() error { return s.relay(it) }:
 		return nil
 	case <-ctx.Done():
 		out.release(s.cfg.Budget)

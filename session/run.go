@@ -50,14 +50,11 @@ type Session struct {
 	writeTimer *time.Timer
 
 	// Channels to Run.
-	in       chan fromBrowser
-	items    chan item
-	upEvents chan upEvent    // upload results
-	upWake   chan struct{}   // capacity 1: the current upload sent bytes upstream
-	tokens   chan *tokenSwap // from Refresh
-	pongs    chan error      // the answer to the ping in flight
-	done     chan struct{}   // closed when Run stops listening
-	cut      chan struct{}   // closed once a slow consumer's connection is closed
+	in     chan fromBrowser
+	work   chan func() error // from the helpers: a job's message or end, an upload's end, a pong, a token
+	upWake chan struct{}     // capacity 1: an upload sent bytes upstream; made at the first upload
+	done   chan struct{}     // closed when Run stops listening
+	cut    chan struct{}     // closed once a slow consumer's connection is closed
 
 	fileSeq   atomic.Int64 // file ids, shared by the jobs' goroutines
 	helpers   sync.WaitGroup
@@ -69,17 +66,12 @@ func New(cfg Config, conn Conn, up Upstream) *Session {
 	cfg.setDefaults()
 	return &Session{
 		cfg: cfg, conn: conn, up: up,
-		jobs:     make(map[string]*job),
-		in:       make(chan fromBrowser),
-		items:    make(chan item),
-		upEvents: make(chan upEvent),
-		upWake:   make(chan struct{}, 1),
-		tokens:   make(chan *tokenSwap),
-		done:     make(chan struct{}),
-		cut:      make(chan struct{}),
-		pongs:    make(chan error, 1),
-		ticks:    rand.IntN(Phases),
-		token:    newTokenState(cfg.Token),
+		in:    make(chan fromBrowser),
+		work:  make(chan func() error),
+		done:  make(chan struct{}),
+		cut:   make(chan struct{}),
+		ticks: rand.IntN(Phases),
+		token: newTokenState(cfg.Token),
 	}
 }
 
@@ -153,7 +145,15 @@ func (s *Session) Run(ctx context.Context) error {
 	}
 
 	err := s.loop(ctx, hctx)
+	s.teardown(err, stopHelpers)
+	return err
+}
 
+// teardown ends the session once loop has returned err: the socket closed
+// with err's code, the jobs cancelled upstream, every helper waited for.
+// (A function of its own, as loop is: what they need lives in their own
+// frames, not in Run's, which an idle session keeps on its stack.)
+func (s *Session) teardown(err error, stopHelpers context.CancelFunc) {
 	close(s.done)
 	s.token.stop()
 	upstreamClosed := make(chan struct{})
@@ -169,7 +169,6 @@ func (s *Session) Run(ctx context.Context) error {
 	s.helpers.Wait()
 	s.jobsGroup.Wait()
 	s.endAll()
-	return err
 }
 
 // close closes the socket with the code for err, within closeBound.
@@ -236,20 +235,12 @@ func (s *Session) loop(ctx, hctx context.Context) error {
 			if s.ticks++; s.ticks%Phases == 0 {
 				s.ping(hctx)
 			}
-		case err = <-s.pongs:
-			s.pinging = false
 		case m := <-s.in:
 			err = s.handle(hctx, m)
-		case it := <-s.items:
-			err = s.relay(it)
-		case ev := <-s.upEvents:
-			err = s.uploadEnded(ev)
+		case f := <-s.work:
+			err = f()
 		case <-s.upWake:
 			err = s.uploadProgress()
-		case t := <-s.tokens:
-			err = s.swapToken(t)
-		case <-s.token.expiring():
-			err = s.tokenExpiring()
 		}
 		if err != nil {
 			return err
@@ -262,10 +253,12 @@ func (s *Session) sendHello() error {
 	if err != nil {
 		return fmt.Errorf("session: hello: %w", err)
 	}
-	if err := s.write(websocket.MessageText, hello); err != nil {
+	err = s.write(websocket.MessageText, hello)
+	putHello(hello)
+	if err != nil {
 		return err
 	}
-	s.token.hello(s.cfg.Now(), s.cfg.TokenRefreshMargin)
+	s.armTokenTimer()
 	return nil
 }
 
@@ -393,8 +386,8 @@ func readError(err error) error {
 }
 
 // ping pings the browser in the background, unless a ping is in flight:
-// its answer comes to Run on pongs. No answer within the interval ends
-// the session.
+// its answer comes to Run as work. No answer within the interval ends the
+// session.
 func (s *Session) ping(ctx context.Context) {
 	if s.pinging {
 		return
@@ -412,6 +405,9 @@ func (s *Session) ping(ctx context.Context) {
 		default:
 			err = fmt.Errorf("%w: %v", ErrClientGone, err)
 		}
-		s.pongs <- err // buffered: one ping at a time
+		select {
+		case s.work <- func() error { s.pinging = false; return err }:
+		case <-s.done:
+		}
 	})
 }

@@ -17,6 +17,7 @@ type tokenState struct {
 	exp   *time.Time  // its exp claim, if it is a JWT with one
 	timer *time.Timer // fires at exp − the margin, once per token; nil without exp
 	sent  bool        // token_expiring went out for this token
+	gen   int         // counts the tokens: a timer of an older one is ignored
 }
 
 func newTokenState(tok string) tokenState {
@@ -46,24 +47,25 @@ func (t *tokenState) expiresIn(now time.Time) *int64 {
 	return &n
 }
 
-// hello arms the expiring timer for the token, once hello (or a refresh's
-// answer) has told the page about it: token_expiring comes margin before
-// exp, at once if less is left.
-func (t *tokenState) hello(now time.Time, margin time.Duration) {
+// armTokenTimer arms the expiring timer for the session's token, once
+// hello (or a refresh's answer) has told the page about it:
+// token_expiring comes margin before exp, at once if less is left. The
+// timer hands the work to Run; without exp there is none.
+func (s *Session) armTokenTimer() {
+	t := &s.token
 	t.stop()
 	t.sent = false
+	t.gen++
 	if t.exp == nil {
 		return
 	}
-	t.timer = time.NewTimer(max(t.exp.Sub(now)-margin, 0))
-}
-
-// expiring is the timer's channel, nil (blocking for ever) without one.
-func (t *tokenState) expiring() <-chan time.Time {
-	if t.timer == nil {
-		return nil
-	}
-	return t.timer.C
+	gen := t.gen
+	t.timer = time.AfterFunc(max(t.exp.Sub(s.cfg.Now())-s.cfg.TokenRefreshMargin, 0), func() {
+		select {
+		case s.work <- func() error { return s.tokenExpiring(gen) }:
+		case <-s.done:
+		}
+	})
 }
 
 func (t *tokenState) stop() {
@@ -81,10 +83,9 @@ type tokenExpiringMsg struct {
 
 // tokenExpiring tells the page, once per token, that it is time to
 // refresh.
-func (s *Session) tokenExpiring() error {
-	s.token.timer = nil
-	if s.token.sent {
-		return nil
+func (s *Session) tokenExpiring(gen int) error {
+	if gen != s.token.gen || s.token.sent {
+		return nil // a token replaced since
 	}
 	s.token.sent = true
 	return s.writeJSON(tokenExpiringMsg{"token_expiring", *s.token.expiresIn(s.cfg.Now())})
@@ -107,7 +108,7 @@ var ErrSessionOver = errors.New("session: over")
 func (s *Session) SetToken(ctx context.Context, token string) (*time.Time, error) {
 	t := &tokenSwap{token: token, taken: make(chan *time.Time, 1)}
 	select {
-	case s.tokens <- t:
+	case s.work <- func() error { return s.swapToken(t) }:
 	case <-s.done:
 		return nil, ErrSessionOver
 	case <-ctx.Done():
@@ -123,12 +124,14 @@ func (s *Session) SetToken(ctx context.Context, token string) (*time.Time, error
 
 func (s *Session) swapToken(t *tokenSwap) error {
 	s.token.stop()
+	gen := s.token.gen
 	s.token = newTokenState(t.token)
+	s.token.gen = gen
 	if s.visitor != nil {
 		s.visitor.SetHeader(s.token.header())
 	}
 	t.taken <- s.token.exp
-	s.token.hello(s.cfg.Now(), s.cfg.TokenRefreshMargin)
+	s.armTokenTimer()
 	return nil
 }
 

@@ -98,6 +98,7 @@ func (s *Session) startUpload(ctx context.Context, m *inbound) error {
 	}
 	if s.uploads == nil {
 		s.uploads = make(map[string]*upload)
+		s.upWake = make(chan struct{}, 1)
 	}
 	s.uploads[id] = u
 	s.uploaded += u.size
@@ -199,8 +200,9 @@ func (s *Session) sendUpload(ctx context.Context, v Visitor, u *upload) {
 	body := &chunkReader{ctx: ctx, u: u, budget: s.cfg.Budget, wake: s.upWake}
 	file, err := v.Upload(ctx, upstream.Upload{Name: u.name, MIME: u.mime, Size: u.size, Body: body}, s.cfg.MaxUploadBytes)
 	body.giveBack()
+	ev := upEvent{u: u, file: file, err: err}
 	select {
-	case s.upEvents <- upEvent{u: u, file: file, err: err}:
+	case s.work <- func() error { return s.uploadEnded(ev) }:
 	case <-s.done:
 	}
 }

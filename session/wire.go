@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -269,12 +271,28 @@ func (s *Session) hello() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := make([]byte, 0, len(head)+len(eps)+len(tail)+len(`,"endpoints":,`))
+	b := helloBufs.Get().(*[]byte)
+	*b = slices.Grow((*b)[:0], len(head)+len(eps)+len(tail)+len(`,"endpoints":,`))
+	return appendHello(*b, head, eps, tail), nil
+}
+
+// helloBufs holds hello's buffers for reuse: a Space with many endpoints
+// (a Chatbot's schema alone is 5 KB) has a hello of many KB, which every
+// session would otherwise allocate and drop.
+var helloBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// putHello gives back a buffer hello returned, once written.
+func putHello(b []byte) {
+	b = b[:0]
+	helloBufs.Put(&b)
+}
+
+func appendHello(b, head, eps, tail []byte) []byte {
 	b = append(b, head[:len(head)-1]...) // without its }
 	b = append(b, `,"endpoints":`...)
 	b = append(b, eps...)
 	b = append(b, ',')
-	return append(b, tail[1:]...), nil // without its {
+	return append(b, tail[1:]...) // without its {
 }
 
 // endpointsCache holds the endpoints of hello for the API seen last,
