@@ -55,16 +55,8 @@ type output struct {
 	Title    *string  `json:"title"`
 }
 
-// decodeMessage decodes one message of a stream: its plain shapes with
-// scanMessage, the rest with encoding/json.
+// decodeMessage decodes one message of a stream.
 func decodeMessage(b []byte) (*message, error) {
-	if m, ok := scanMessage(b); ok {
-		return m, nil
-	}
-	return decodeMessageJSON(b)
-}
-
-func decodeMessageJSON(b []byte) (*message, error) {
 	var m message
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, err
