@@ -314,7 +314,8 @@ def run_relay(args, procs, tmp, b_url, relay_bin, load_tools):
     http_url = f"http://127.0.0.1:{port}"
     r = procs.start(
         "spacerelay",
-        [relay_bin, "--listen", f"127.0.0.1:{port}", "--upstream", b_url, "--token-policy", "require"],
+        [relay_bin, "--listen", f"127.0.0.1:{port}", "--upstream", b_url, "--token-policy", "require",
+         "--metrics-public"],
         env={"COMPARE_DEBUG_FREE_ADDR": f"127.0.0.1:{free_at}"},
     )
     wait_ready(procs, r, http_url + "/readyz", 60)
