@@ -41,6 +41,7 @@ func TestHTTPRefusals(t *testing.T) {
 		{name: "bad key", header: http.Header{"Sec-Websocket-Key": {"short"}}, status: 400, code: "bad_request"},
 		{name: "two keys", header: http.Header{"Sec-Websocket-Key": {"dGhlIHNhbXBsZSBub25jZQ==", "dGhlIHNhbXBsZSBub25jZQ=="}}, status: 400, code: "bad_request"},
 		{name: "HEAD", method: http.MethodHead, status: 405, code: "method_not_allowed"},
+		{name: "POST", method: http.MethodPost, status: 405, code: "method_not_allowed"},
 		{name: "foreign origin", header: http.Header{"Origin": {"https://evil.test"}}, status: 403, code: "forbidden_origin"},
 		{name: "origin without host", header: http.Header{"Origin": {"null"}}, status: 403, code: "forbidden_origin"},
 		{name: "origin like a pattern's suffix", header: http.Header{"Origin": {"https://example.com.evil.test"}}, status: 403, code: "forbidden_origin"},
@@ -71,7 +72,7 @@ func TestHTTPRefusals(t *testing.T) {
 			})
 		}
 	})
-	for _, code := range []string{"upgrade_required", "bad_request", "forbidden_origin"} {
+	for _, code := range []string{"upgrade_required", "bad_request", "method_not_allowed", "forbidden_origin"} {
 		if got := metric(t, base, `spacerelay_handshakes_refused_total{reason="`+code+`"}`); got < 1 {
 			t.Errorf("refused{%s} = %v, want counted", code, got)
 		}

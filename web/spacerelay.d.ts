@@ -171,6 +171,8 @@ export interface TokenEvent extends TokenInfo {
 /** What the relay said in hello, in JavaScript's casing. */
 export interface Hello {
   protocol: number;
+  /** The relay's version, for logs and bug reports ("" when it did not say). */
+  relay: string;
   session: string;
   endpoints: Endpoint[];
   limits: Limits;
@@ -195,6 +197,7 @@ export type RelayErrorCode =
   | "upstream_error"
   | "upstream_unavailable"
   | "file_too_large"
+  | "over_capacity"
   | "internal";
 
 /** Refusals of a connection (close codes 4401, 4429, 4503; PROTOCOL.md section 1). */
@@ -294,7 +297,7 @@ export interface WaitingEvent extends EventBase {
   position: number;
   reason: "jobs" | "connection";
 }
-/** A file of the job's inputs goes up: loaded of total bytes have reached the relay. */
+/** A file of the job's inputs goes up: loaded of total bytes the Space has taken. */
 export interface UploadEvent extends EventBase {
   type: "upload";
   /** The upload's id on the wire. */
@@ -407,7 +410,7 @@ export declare class Upload {
   readonly blob: Blob;
   readonly name: string;
   readonly size: number;
-  /** Bytes the relay has received. */
+  /** Bytes the Space has taken (the relay's upload_progress). */
   readonly loaded: number;
   readonly status: "uploading" | "uploaded" | "error" | "cancelled";
   /** Resolves when the relay has the whole file; rejects with a SpaceRelayError (file_too_large, connection_lost, cancelled, …). */
@@ -479,6 +482,8 @@ export declare class Client extends EventTarget {
   /** The current (or last) session's id. */
   readonly session: string | null;
   readonly protocol: number | null;
+  /** The relay's version from hello ("0.3.0"), for bug reports; null before the first hello. */
+  readonly relayVersion: string | null;
   readonly endpoints: Endpoint[];
   readonly limits: Limits | null;
   /** hello.features: "upload", "token_refresh". */

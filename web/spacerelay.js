@@ -196,6 +196,8 @@ export class Client extends EventTarget {
   /** The session id of the current (or last) connection. */
   get session() { return this.#hello?.session ?? null; }
   get protocol() { return this.#hello?.protocol ?? null; }
+  /** The relay's version from hello ("0.3.0"), for bug reports. */
+  get relayVersion() { return this.#hello?.relay ?? null; }
   get endpoints() { return this.#hello?.endpoints ?? []; }
   get limits() { return this.#hello?.limits ?? null; }
   get features() { return this.#hello?.features ?? []; }
@@ -823,6 +825,7 @@ export class Client extends EventTarget {
     const l = m.limits || {};
     this.#hello = {
       protocol: m.protocol,
+      relay: typeof m.relay === "string" ? m.relay : "",
       session: m.session,
       endpoints: Array.isArray(m.endpoints) ? m.endpoints : [],
       limits: {

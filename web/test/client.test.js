@@ -4,6 +4,7 @@
 
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import WebSocket from "ws";
 import { connect, Client, SpaceRelayError } from "../spacerelay.js";
 import { startRelay, stopAll, waitFor, withTimeout, sleep } from "../testing/relay.js";
@@ -71,6 +72,7 @@ describe("spacerelay.js against the relay", () => {
     assert.equal(c.state, "open");
     assert.equal(c.url, relay.wsURL);
     assert.equal(c.protocol, 1);
+    assert.equal(c.relayVersion, JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")).version);
     assert.match(c.session, /^[0-9a-f-]{36}$/);
     // The test Space of testdata/gradio/SPEC.md; /add_message (queue=False) is listed once discovery serves direct calls.
     assert.deepEqual(c.endpoints.map((e) => e.name).filter((n) => n !== "/add_message"),
