@@ -42,7 +42,7 @@ const Subprotocol = "spacerelay.v1"
 //	GET /healthz         200 while the process serves
 //	GET /readyz          200 when the upstream's API is known and the Server is not draining, else 503; JSON
 //	GET /metrics         Prometheus metrics, only with MetricsPublic (else see MetricsHandler)
-//	GET /v1/ws           the WebSocket of the browser protocol (other methods: 405)
+//	GET /v1/ws           the WebSocket of the browser protocol (POST, PUT, PATCH, DELETE: 405)
 //
 // Set the fields, call Start, serve, and call Shutdown once to end. The
 // fields must not change after the first call of any method. Upstream and
@@ -272,7 +272,11 @@ func (s *Server) routes() *http.ServeMux {
 	if s.MetricsPublic {
 		mux.Handle("GET /metrics", s.metrics.handler())
 	}
-	mux.HandleFunc("/v1/ws", s.serveWS) // every method: the library answers 405 in our words
+	// GET (and HEAD), and the other methods a page's fetch may try, so
+	// that the library's 405 comes in our words.
+	for _, m := range []string{"GET", "POST", "PUT", "PATCH", "DELETE"} {
+		mux.HandleFunc(m+" /v1/ws", s.serveWS)
+	}
 	mux.HandleFunc("POST /v1/sessions/{id}/token", s.refreshToken)
 	mux.HandleFunc("OPTIONS /v1/sessions/{id}/token", s.cors(refreshPreflight))
 	return mux

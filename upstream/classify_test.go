@@ -1,6 +1,8 @@
 package upstream
 
 import (
+	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -414,4 +416,16 @@ func FuzzClassify(f *testing.F) {
 			t.Fatalf("httpError() = %+v", h)
 		}
 	})
+}
+
+// A redacted error keeps what errors.Is sees of it, and not the secret.
+func TestRedactKeepsWhatTheErrorIs(t *testing.T) {
+	e := &Error{Code: CodeUnavailable, Message: msgSessionLost, Err: fmt.Errorf("stream: token visitor-secret-jwt: %w", ErrSessionLost)}
+	redact(e, "visitor-secret-jwt")
+	if strings.Contains(e.Error(), "secret") {
+		t.Errorf("Error() = %q, want the token out", e.Error())
+	}
+	if !errors.Is(e, ErrSessionLost) {
+		t.Error("the redacted error is no longer ErrSessionLost")
+	}
 }

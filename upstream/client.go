@@ -228,12 +228,9 @@ func (c *Client) do(req *http.Request, op string) (*http.Response, error) {
 // send sends req with hc and returns the response if its status is 2xx.
 // Any other status is read (a little of it) and returned as an *Error.
 func (c *Client) send(hc *http.Client, req *http.Request, op string) (*http.Response, error) {
-	resp, err := hc.Do(req)
+	resp, err := roundTrip(hc, req, op)
 	if err != nil {
-		if ctxErr := req.Context().Err(); ctxErr != nil {
-			return nil, ctxErr
-		}
-		return nil, unavailable(op, errors.Unwrap(err)) // drop url.Error's URL
+		return nil, err
 	}
 	if resp.StatusCode/100 == 2 {
 		return resp, nil
@@ -245,7 +242,22 @@ func (c *Client) send(hc *http.Client, req *http.Request, op string) (*http.Resp
 	return nil, e
 }
 
-// redact removes secrets from an error's texts.
+// roundTrip sends req with hc. A failure to get an answer is the
+// context's error if it ended, or CodeUnavailable without the URL.
+func roundTrip(hc *http.Client, req *http.Request, op string) (*http.Response, error) {
+	resp, err := hc.Do(req)
+	if err != nil {
+		if ctxErr := req.Context().Err(); ctxErr != nil {
+			return nil, ctxErr
+		}
+		return nil, unavailable(op, errors.Unwrap(err)) // drop url.Error's URL
+	}
+	return resp, nil
+}
+
+// redact removes secrets from an error's texts. An Err that named one is
+// replaced by its text redacted, which still matches what the original
+// matched under errors.Is.
 func redact(e *Error, secrets ...string) {
 	for _, s := range secrets {
 		if len(s) < 4 {
@@ -254,10 +266,24 @@ func redact(e *Error, secrets ...string) {
 		e.Title = strings.ReplaceAll(e.Title, s, "[redacted]")
 		e.Message = strings.ReplaceAll(e.Message, s, "[redacted]")
 		if e.Err != nil && strings.Contains(e.Err.Error(), s) {
-			e.Err = errors.New(strings.ReplaceAll(e.Err.Error(), s, "[redacted]"))
+			e.Err = &redacted{text: strings.ReplaceAll(e.Err.Error(), s, "[redacted]"), orig: e.Err}
 		}
 	}
 }
+
+// redacted is an error whose text had a secret taken out. It does not
+// unwrap (that would give the secret back), but answers errors.Is as the
+// original does.
+type redacted struct {
+	text string
+	orig error
+}
+
+func (r *redacted) Error() string        { return r.text }
+func (r *redacted) Is(target error) bool { return errors.Is(r.orig, target) }
+
+// maxAnswerBytes bounds a JSON answer of the upstream read whole.
+const maxAnswerBytes = 32 << 20
 
 // getJSON GETs u and decodes its JSON body into v.
 func (c *Client) getJSON(ctx context.Context, u, op string, v any) error {
@@ -298,7 +324,7 @@ func (c *Client) postJSON(ctx context.Context, hc *http.Client, u, op string, bo
 }
 
 func decodeBody(r io.Reader, op string, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r, 32<<20))
+	dec := json.NewDecoder(io.LimitReader(r, maxAnswerBytes))
 	dec.UseNumber()
 	if err := dec.Decode(v); err != nil {
 		return &Error{Code: CodeUnavailable, Message: msgBadAnswer, Err: fmt.Errorf("%s: the answer is not the JSON expected: %w", op, err)}
@@ -309,6 +335,11 @@ func decodeBody(r io.Reader, op string, v any) error {
 // CloseIdleConnections closes the pooled connections that are not in use.
 // Sessions keep working; new requests open new connections.
 func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
+
+// staleAfter is how long a session's stream may say nothing before a job
+// about to join replaces it rather than wait on it: staleAfter, or the
+// stream's idle limit if that is shorter.
+func (c *Client) staleAfter() time.Duration { return min(staleAfter, c.cfg.StreamIdleTimeout) }
 
 // cachedAPI returns the API description discovered last, or nil.
 func (c *Client) cachedAPI() *API {

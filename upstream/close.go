@@ -31,12 +31,15 @@ func (s *Session) beginClose() {
 	}
 	waiting := s.joins[:0]
 	for _, req := range s.joins {
-		if req.flying {
+		switch {
+		case req.flying:
 			req.bound = time.AfterFunc(closeJoinWait, req.stop)
 			waiting = append(waiting, req)
-			continue
+		case !req.joined: // still waiting for its turn
+			req.reply <- joinReply{err: ErrClosed}
 		}
-		req.reply <- joinReply{err: ErrClosed}
+		// (A join answered has had its one reply; its job, if any, is in
+		// s.jobs and fails below.)
 	}
 	s.joins = waiting
 	for _, j := range s.jobs {

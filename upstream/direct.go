@@ -20,20 +20,27 @@ func (ep *Endpoint) direct() bool { return !ep.Queue }
 // app's error. fn gets *Accepted as the request goes out, then
 // *Completed; there is no queue position and no progress.
 func (s *Session) direct(ctx context.Context, api *API, ep *Endpoint, data []any, fn func(Event) error) error {
-	ctx, cancel := context.WithCancel(ctx)
+	call, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var header http.Header
-	if !s.do(func() { header = s.trackDirect(cancel) }) || header == nil {
+	var (
+		id     int
+		header http.Header
+		ok     bool
+	)
+	if !s.do(func() { id, header, ok = s.trackDirect(cancel) }) || !ok {
 		return ErrClosed
 	}
-	defer s.do(func() { s.untrackDirect() })
+	defer s.do(func() { s.untrackDirect(id) })
 	if err := fn(&Accepted{}); err != nil {
 		return err
 	}
-	out, err := s.postDirect(ctx, api, ep, data, header)
+	out, err := s.postDirect(call, api, ep, data, header)
 	if err != nil {
-		if ctx.Err() != nil {
+		switch {
+		case ctx.Err() != nil:
 			return ctx.Err()
+		case call.Err() != nil:
+			return ErrClosed // Close cut it
 		}
 		return err
 	}
@@ -45,19 +52,24 @@ func (s *Session) direct(ctx context.Context, api *API, ep *Endpoint, data []any
 }
 
 // trackDirect counts a direct call as a request of the session, which
-// Close cuts; it returns the visitor's headers, or nil when closing.
-func (s *Session) trackDirect(cancel context.CancelFunc) http.Header {
+// Close cuts; it returns the call's number and the visitor's headers, or
+// false when closing.
+func (s *Session) trackDirect(cancel context.CancelFunc) (int, http.Header, bool) {
 	if s.close.begun {
-		return nil
+		return 0, nil, false
 	}
 	s.busy++
-	s.directs = append(s.directs, cancel)
-	return s.header.Clone()
+	s.nDirect++
+	if s.directs == nil {
+		s.directs = make(map[int]context.CancelFunc)
+	}
+	s.directs[s.nDirect] = cancel
+	return s.nDirect, s.header.Clone(), true
 }
 
-func (s *Session) untrackDirect() {
+func (s *Session) untrackDirect(id int) {
 	s.busy--
-	s.directs = s.directs[1:] // (any one: each only cancels its own context)
+	delete(s.directs, id)
 	s.advanceClose()
 }
 
@@ -80,12 +92,18 @@ func (s *Session) postDirect(ctx context.Context, api *API, ep *Endpoint, data [
 	if err != nil {
 		return out, err
 	}
-	resp, err := s.http.Do(req)
+	resp, err := roundTrip(s.http, req, "direct call")
 	if err != nil {
-		return out, unavailable("direct call", err)
+		return out, err
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes+1))
+	switch {
+	case err != nil:
+		return out, unavailable("direct call", err)
+	case len(b) > maxAnswerBytes:
+		return out, &Error{Code: CodeUnavailable, Message: msgBadAnswer, Err: fmt.Errorf("direct call: the answer is over %d MiB", maxAnswerBytes>>20)}
+	}
 	if resp.StatusCode/100 == 2 {
 		dec := json.NewDecoder(bytes.NewReader(b))
 		dec.UseNumber()
@@ -98,7 +116,9 @@ func (s *Session) postDirect(ctx context.Context, api *API, ep *Endpoint, data [
 	if resp.StatusCode == http.StatusInternalServerError {
 		var e output
 		if json.Unmarshal(b, &e) == nil && e.Data == nil && bytes.Contains(b, []byte(`"error"`)) {
-			return out, appError(str(e.Title), e.Error, api.legacyQuoted)
+			ae := appError(str(e.Title), e.Error, api.legacyQuoted)
+			redact(ae, s.c.cfg.HFToken, header.Get("X-Ip-Token")) // an app may echo what it got
+			return out, ae
 		}
 	}
 	herr := httpError("direct call", resp.StatusCode, resp.Header, b)

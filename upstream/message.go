@@ -32,6 +32,7 @@ type message struct {
 	SessionNotFound bool    `json:"session_not_found"`
 
 	read time.Time // when its last bytes were read off the socket
+	step float64   // on a generator's step: the seconds it ran (stepDuration), read by the stream's reader
 	ran  float64   // on a generator's process_completed: the seconds its steps ran before it
 }
 

@@ -16,8 +16,9 @@ const (
 	// join).
 	maxEarly = 256
 	// staleAfter: a stream that has said nothing for this long has missed
-	// a heartbeat (Gradio sends one every 15 s). A job about to join does
-	// not wait on it: it is replaced.
+	// a heartbeat (Gradio sends one every 15 s), with 5 s to spare for the
+	// network. A job about to join does not wait on it: it is replaced
+	// (see Client.staleAfter).
 	staleAfter = 20 * time.Second
 	// cancelEcho: after the upstream has answered a cancel, the job's
 	// completion comes on the stream at once. A stream that brings
@@ -32,21 +33,22 @@ var errStalled = &Error{Code: CodeUnavailable, Message: "The connection to the S
 // a new one, without a word of it.
 var errDropped = &Error{Code: CodeAppError, Message: "The Space ended this job without a result."}
 
-// A joinReq is a Stream call waiting to join the queue, or joining.
+// A joinReq is a submitted job waiting to join the queue, or joining.
 type joinReq struct {
+	// Static after Submit.
 	api   *API
 	ep    *Endpoint
 	data  []any
-	ctx   context.Context    // Stream's: only to know whether it still waits
-	reply chan joinReply     // capacity 1
-	stop  context.CancelFunc // ends its request
-	bound *time.Timer        // while closing: ends its request after closeJoinWait
+	ctx   context.Context // the job's: only to know whether it is still wanted
+	reply chan joinReply  // capacity 1: run sends on it once
 
 	// Owned by run.
-	job      *job // once joined
-	flying   bool // its request is out
-	joined   bool // its request was answered
-	handedOn bool // its Stream has handed on Accepted, or given up: the next may go
+	stop     context.CancelFunc // ends its request, once it is out
+	bound    *time.Timer        // while closing: ends its request after closeJoinWait
+	job      *job               // once joined
+	flying   bool               // its request is out
+	joined   bool               // its request was answered
+	handedOn bool               // its Stream has handed on Accepted, or given up: the next may go
 }
 
 type joinReply struct {
@@ -104,6 +106,9 @@ func (s *Session) awaitJoin(ctx context.Context, req *joinReq) (*job, func(), er
 	case r := <-req.reply:
 		if r.err != nil {
 			next()
+			if ctx.Err() != nil {
+				return nil, nil, ctx.Err() // the reason it was taken out
+			}
 			return nil, nil, r.err
 		}
 		return r.j, next, nil
@@ -146,6 +151,7 @@ func (s *Session) startJoin() {
 	}
 	req.flying = true
 	header := s.header.Clone()
+	token := header.Get("X-Ip-Token")
 	// The join runs to its end even if Stream gives up: a job the upstream
 	// queued must be known, to be cancelled.
 	ctx, stop := context.WithTimeout(context.Background(), joinTimeout)
@@ -153,7 +159,7 @@ func (s *Session) startJoin() {
 	s.spawn(func() func() {
 		id, err := s.postJoin(ctx, req, header)
 		stop()
-		return func() { s.joinAnswered(req, id, err) }
+		return func() { s.joinAnswered(req, id, token, err) }
 	})
 }
 
@@ -180,7 +186,7 @@ func (s *Session) postJoin(ctx context.Context, req *joinReq, header http.Header
 }
 
 // joinAnswered registers the joined job, or reports the failed join.
-func (s *Session) joinAnswered(req *joinReq, id string, err error) {
+func (s *Session) joinAnswered(req *joinReq, id, token string, err error) {
 	req.flying, req.joined = false, true
 	if req.bound != nil {
 		req.bound.Stop()
@@ -190,7 +196,7 @@ func (s *Session) joinAnswered(req *joinReq, id string, err error) {
 		req.reply <- joinReply{err: err}
 		s.dropEarly()
 	default:
-		j := &job{id: id, fn: req.ep.fnIndex, box: newMailbox(), holdQueued: !req.api.dequeues}
+		j := &job{id: id, fn: req.ep.fnIndex, api: req.api, token: token, box: newMailbox(), holdQueued: !req.api.dequeues}
 		j.reg = s.readers
 		if s.reader == nil {
 			j.reg++ // its messages come on the stream opened for it
@@ -232,7 +238,7 @@ func (s *Session) register(api *API, j *job) {
 		j.seen = s.readers // they came on the stream open now, or one before
 	}
 	for _, m := range early {
-		s.deliver(api, j, m)
+		s.deliver(j, m)
 	}
 	s.dropEarly()
 	if s.jobs[j.id] == j {
@@ -277,15 +283,23 @@ func (s *Session) abandon(j *job) {
 }
 
 // deliver takes a message of j: its state, then its mailbox.
-func (s *Session) deliver(api *API, j *job, m *message) {
+func (s *Session) deliver(j *job, m *message) {
+	api := j.api
 	switch m.Msg {
 	case "process_starts":
 		j.started = true
-		if j.cancelWanted {
+		switch {
+		case s.close.begun && s.close.step >= stepCancels && !j.cancelSent:
+			// It started after Close sent its cancels of running jobs
+			// (its dequeue came too late): it is cancelled now, and Close
+			// waits for that as for the others.
+			j.cancelSent = true
+			s.sendCancel(j, j.fn)
+		case j.cancelWanted:
 			s.flushCancels() // a job held back until it started
 		}
 	case "process_generating", "process_streaming":
-		j.ran += m.stepDuration() // a dropped partial's too
+		j.ran += m.step // a dropped partial's too
 	case "process_completed":
 		m.ran = j.ran
 		delete(s.jobs, j.id)
@@ -363,11 +377,10 @@ func (s *Session) sendCancel(j *job, fn int) {
 		}
 		s.fnCancel[fn]++
 	}
-	api := s.c.cachedAPI()
 	header := s.header.Clone()
 	s.cancels++
 	s.spawn(func() func() {
-		err := s.c.cancel(s.http, header, api, s.hash, fn, j.id)
+		err := s.c.cancel(s.http, header, j.api, s.hash, fn, j.id)
 		return func() { s.cancelAnswered(j, fn, err) }
 	})
 }
@@ -407,7 +420,7 @@ func (s *Session) stuck(now time.Time) bool {
 	if r == nil {
 		return false
 	}
-	if now.Sub(r.last) > staleAfter {
+	if now.Sub(r.last) > s.c.staleAfter() {
 		return true
 	}
 	for _, j := range s.jobs {
@@ -422,6 +435,9 @@ func (s *Session) stuck(now time.Time) bool {
 // on it at once rather than at the idle limit, and watches on while a
 // cancelled job's completion is due.
 func (s *Session) checkStuck() {
+	if s.close.begun {
+		return // Close ends the stream itself, after its cancels
+	}
 	now := time.Now()
 	if s.stuck(now) {
 		s.replaceStream(errStalled)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -446,4 +447,143 @@ func TestUploadStreamsExactly(t *testing.T) {
 	if n := len(f.log()) - before; n != 0 {
 		t.Errorf("an upload over the limit made %d requests, want none", n)
 	}
+}
+
+// A join already answered has had its reply: Close, coming before the
+// job's Follow took it, must not send another (it would block the owner,
+// and with it Close and Follow).
+func TestCloseAfterAJoinWasAnswered(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeApp{
+			join:   joined("e1"),
+			stream: func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() },
+		}
+		s := newMemClient(t, f).NewSession(nil)
+		ctx, cancel := context.WithCancel(t.Context())
+		j, err := s.Submit(ctx, upstream.Call{Data: []any{"x"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait() // answered; the reply waits for Follow
+		cancel()        // the socket closes: the job's context ends, and Close comes
+		closed := make(chan struct{})
+		go func() { s.Close(); close(closed) }()
+		synctest.Wait()
+		if err := j.Follow(func(upstream.Event) error { return nil }); !errors.Is(err, context.Canceled) {
+			t.Errorf("Follow = %v, want the context's error", err)
+		}
+		<-closed // (a deadlock here fails the bubble)
+	})
+}
+
+// directApp is a Space of two queue=False events: /slow answers when its
+// request is cut, /fast at once.
+type directApp struct{}
+
+func (directApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case "/config":
+		io.WriteString(w, `{"version":"6.31.0","api_prefix":"/gradio_api","protocol":"sse_v3",
+			"components":[{"id":1,"type":"textbox"}],
+			"dependencies":[{"id":0,"api_name":"slow","api_visibility":"public","inputs":[],"outputs":[1],"queue":false},
+			{"id":1,"api_name":"fast","api_visibility":"public","inputs":[],"outputs":[1],"queue":false}]}`)
+	case "/gradio_api/info":
+		io.WriteString(w, `{"named_endpoints":{"/slow":{"parameters":[],"returns":[{"label":"Out","component":"Textbox"}]},
+			"/fast":{"parameters":[],"returns":[{"label":"Out","component":"Textbox"}]}},"unnamed_endpoints":{}}`)
+	case "/gradio_api/run/slow":
+		<-r.Context().Done()
+	case "/gradio_api/run/fast":
+		io.WriteString(w, `{"data":["ok"]}`)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// A session without visitor headers (no token) still makes direct calls.
+func TestDirectCallWithoutHeaders(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newMemClient(t, directApp{}).NewSession(nil)
+		defer s.Close()
+		complete(t, t.Context(), s, upstream.Call{Endpoint: "/fast"})
+	})
+}
+
+// Close cuts every direct call in flight, whichever ended before it.
+func TestCloseCutsEachDirectCall(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newMemClient(t, directApp{}).NewSession(http.Header{"X-Ip-Token": {"tok"}})
+		slow := make(chan error, 1)
+		go func() {
+			_, err := run(context.Background(), s, upstream.Call{Endpoint: "/slow"})
+			slow <- err
+		}()
+		synctest.Wait()
+		complete(t, t.Context(), s, upstream.Call{Endpoint: "/fast"}) // it ends first
+		s.Close()                                                     // (a deadlock here fails the bubble)
+		if err := <-slow; !errors.Is(err, upstream.ErrClosed) {
+			t.Errorf("the slow call = %v, want ErrClosed", err)
+		}
+	})
+}
+
+// A queued job whose dequeue comes too late (it starts while Close waits
+// for the cancel of a running job) is cancelled as a running job before
+// Close returns: else it would run to its end on the GPU.
+func TestJobStartingDuringCloseIsCancelled(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		startB := make(chan struct{})
+		f := &fakeApp{join: byPrompt(map[string]string{"a": "e1", "b": "e2"})}
+		f.stream = func(w http.ResponseWriter, r *http.Request) {
+			sse(w, `{"msg":"process_starts","event_id":"e1","eta":null}`,
+				`{"msg":"estimation","event_id":"e2","rank":0,"queue_size":1,"rank_eta":null}`)
+			select {
+			case <-startB:
+				sse(w, `{"msg":"process_starts","event_id":"e2","eta":null}`)
+			case <-r.Context().Done():
+				return
+			}
+			<-r.Context().Done()
+		}
+		f.cancel = func(body map[string]any) {
+			if body["event_id"] == "e1" {
+				close(startB)           // Gradio starts e2 as e1 is cancelled,
+				time.Sleep(time.Second) // and says so before this answer
+			}
+		}
+		s := newMemClient(t, f).NewSession(nil)
+		for _, p := range []string{"a", "b"} {
+			go run(t.Context(), s, upstream.Call{Data: []any{p}})
+			synctest.Wait()
+		}
+		s.Close()
+		var got []string
+		for _, r := range f.log() {
+			if r.path == "/gradio_api/cancel" {
+				got = append(got, fmt.Sprintf("%v/%v", r.body["event_id"], r.body["fn_index"]))
+			}
+		}
+		if want := "[e2/-1 e1/0 e2/0]"; fmt.Sprint(got) != want {
+			t.Errorf("cancels before Close returned = %v, want %s", got, want)
+		}
+	})
+}
+
+// An app whose error echoes the headers it got does not hand the visitor's
+// token to the page.
+func TestAppErrorsDoNotCarryTheToken(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeApp{join: joined("e1")}
+		f.stream = func(w http.ResponseWriter, r *http.Request) {
+			tok := r.Header.Get("X-Ip-Token")
+			sse(w, `{"msg":"process_completed","event_id":"e1","success":false,"output":{"error":"bad token `+tok+`","title":"Error"}}`)
+			<-r.Context().Done()
+		}
+		s := newMemClient(t, f).NewSession(http.Header{"X-Ip-Token": {"visitor-secret-jwt"}})
+		defer s.Close()
+		_, err := run(t.Context(), s, upstream.Call{Data: []any{"x"}})
+		var e *upstream.Error
+		if !errors.As(err, &e) || strings.Contains(e.Message+e.Title+err.Error(), "secret") || !strings.Contains(e.Message, "[redacted]") {
+			t.Errorf("Stream() = %v, want the app's error with the token redacted", err)
+		}
+	})
 }

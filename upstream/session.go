@@ -25,8 +25,8 @@ var ErrClosed = errors.New("upstream: session closed")
 // (ctl), and run never waits on anybody: requests to the upstream (joins,
 // cancels, the stream) run in goroutines of their own and report back.
 //
-// Run each job in a goroutine of its own with Stream. Close the Session
-// when the visitor leaves: that cancels what is left.
+// Submit each job, and Follow it on a goroutine of the caller's. Close
+// the Session when the visitor leaves: that cancels what is left.
 type Session struct {
 	// Static after NewSession.
 	c    *Client
@@ -42,12 +42,13 @@ type Session struct {
 	joins    []*joinReq      // waiting to join, in the order Stream was called; the first may be in flight
 	early    map[string][]*message
 	nEarly   int
-	reader   *reader              // the open queue/data stream, or nil
-	readers  int                  // streams opened so far
-	fnCancel map[int]int          // running-job cancels in flight, by function index
-	cancels  int                  // cancels in flight
-	busy     int                  // goroutines of the session that have not reported back, direct calls included
-	directs  []context.CancelFunc // direct calls in flight
+	reader   *reader                    // the open queue/data stream, or nil
+	readers  int                        // streams opened so far
+	fnCancel map[int]int                // running-job cancels in flight, by function index
+	cancels  int                        // cancels in flight
+	busy     int                        // goroutines of the session that have not reported back, direct calls included
+	directs  map[int]context.CancelFunc // direct calls in flight, by a number of their own
+	nDirect  int                        // direct calls made so far
 	close    closeState
 	watch    *time.Timer // the next check for a stuck stream, or nil
 	watchAt  time.Time
@@ -58,6 +59,8 @@ type job struct {
 	// Static after the join.
 	id         string
 	fn         int
+	api        *API   // the API it joined with: its stream rules, where its cancel goes
+	token      string // the visitor's token its join carried, kept out of its errors
 	box        *mailbox
 	reg        int  // the first stream its messages can come on
 	holdQueued bool // the upstream cannot take it out of its queue (Gradio < 6.14)
@@ -180,11 +183,14 @@ func (s *Session) Submit(ctx context.Context, call Call) (*Job, error) {
 // *Completed or *Cancelled, after which it returns nil. fn runs on
 // Follow's own goroutine, and never after Follow returns.
 //
-// A job that fails ends with an *Error (the app raised, ZeroGPU refused,
-// the upstream went away, …). If the job's context is done first, Follow
-// asks the upstream to cancel the job (without waiting for the answer)
-// and returns the context's error. If fn returns an error, the job is
-// cancelled the same way and Follow returns that error.
+// Otherwise Follow returns an error, and no terminal event reached fn:
+// the error is the job's end, for the caller to report. A job that fails
+// ends with an *Error (the app raised, ZeroGPU refused, the upstream went
+// away, …); a session closed under it with ErrClosed. If the job's
+// context is done first, Follow asks the upstream to cancel the job
+// (without waiting for the answer) and returns the context's error. If fn
+// returns an error, the job is cancelled the same way and Follow returns
+// that error.
 //
 // While fn runs, the job's next messages wait in a mailbox of the job's,
 // where the newest *Queued, *Progress and *Partial replaces an older one
@@ -217,7 +223,7 @@ const partialHold = 50 * time.Millisecond
 
 // follow hands the job's messages to fn until the job ends.
 func (s *Session) follow(ctx context.Context, api *API, ep *Endpoint, j *job, fn func(Event) error) error {
-	f := follower{t: &translator{api: api, ep: ep}, fn: fn}
+	f := follower{t: &translator{api: api, ep: ep, secrets: []string{j.token, s.c.cfg.HFToken}}, fn: fn}
 	defer f.stopHold()
 	var msgs []*message
 	for {

@@ -16,9 +16,9 @@ var errStreamDone = errors.New("stream done")
 // hands every message to the session's owner, which owns this struct.
 type reader struct {
 	seq     int                // its place among the session's streams, from 1
+	api     *API               // the API it was opened with
 	stop    context.CancelFunc // ends it
 	last    time.Time          // when its last message (a heartbeat included) came, or it opened
-	got     int                // job messages it brought
 	stopped bool               // the owner ended it: its end is no failure
 }
 
@@ -38,7 +38,7 @@ func (s *Session) ensureReader(api *API) {
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	s.readers++
-	r := &reader{seq: s.readers, stop: stop, last: time.Now()}
+	r := &reader{seq: s.readers, api: api, stop: stop, last: time.Now()}
 	s.reader = r
 	s.busy++
 	header := s.header.Clone()
@@ -82,16 +82,14 @@ func (s *Session) fromReader(f fromReader) {
 	if m.EventID == nil {
 		return // a heartbeat, and anything new
 	}
-	r.got++
-	api := s.c.cachedAPI()
 	j := s.jobs[*m.EventID]
 	if j == nil {
 		s.keepEarly(*m.EventID, m)
 		return
 	}
 	j.seen = r.seq
-	s.deliver(api, j, m)
-	if api != nil && !api.closeStream && len(s.jobs) == 0 && !s.joinFlying() {
+	s.deliver(j, m)
+	if !r.api.closeStream && len(s.jobs) == 0 && !s.joinFlying() {
 		s.stopReader() // old protocols: nothing pending, nothing will close it
 	}
 }
@@ -114,7 +112,7 @@ func (s *Session) streamEnded(r *reader, err error) {
 		}
 	}
 	if !s.close.begun && (len(s.jobs) > 0 || s.joinFlying()) {
-		s.ensureReader(s.c.cachedAPI())
+		s.ensureReader(r.api)
 	}
 }
 
@@ -158,10 +156,15 @@ func (s *Session) readStream(ctx context.Context, r *reader, api *API, header ht
 		m.read = body.last
 		switch {
 		case m.EventID != nil:
+			if m.Msg == "process_generating" || m.Msg == "process_streaming" {
+				m.step = m.stepDuration() // here, not on the owner: it reads the whole output
+			}
 		case m.Msg == "close_stream":
 			return errStreamDone
 		case m.Msg == "unexpected_error":
-			return streamFailure(m)
+			e := streamFailure(m)
+			redact(e, s.c.cfg.HFToken, header.Get("X-Ip-Token"))
+			return e
 		}
 		select {
 		case s.msgs <- fromReader{r: r, m: m}:

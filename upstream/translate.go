@@ -8,10 +8,11 @@ import (
 // translator turns one job's stream messages into Events. It keeps the
 // job's current outputs, to apply a generator's edit lists.
 type translator struct {
-	api  *API
-	ep   *Endpoint
-	prev []any // full output values of the last process_generating
-	seen bool  // a process_generating has arrived
+	api     *API
+	ep      *Endpoint
+	secrets []string // the visitor's token and the relay's: never in an app's error text
+	prev    []any    // full output values of the last process_generating
+	seen    bool     // a process_generating has arrived
 }
 
 // editLists reports whether the upstream sends a generator's updates
@@ -103,7 +104,9 @@ func (t *translator) completed(m *message) (Event, error) {
 		if title == "" {
 			title = str(m.Title)
 		}
-		return nil, appError(title, out.Error, t.api.legacyQuoted)
+		e := appError(title, out.Error, t.api.legacyQuoted)
+		redact(e, t.secrets...) // an app may echo the headers it got
+		return nil, e
 	}
 	if out.Data == nil {
 		return &Cancelled{}, nil // the synthetic completion of a cancel
@@ -119,5 +122,5 @@ func (t *translator) completed(m *message) (Event, error) {
 }
 
 func broken(what string, err error) *Error {
-	return &Error{Code: CodeUnavailable, Message: fmt.Sprintf("stream: %s could not be read", what), Err: err}
+	return &Error{Code: CodeUnavailable, Message: msgBadAnswer, Err: fmt.Errorf("stream: %s could not be read: %w", what, err)}
 }
