@@ -33,6 +33,10 @@ type fakeUpstream struct {
 	// uploadGate, if set, lets an upload read one more chunk per receive.
 	uploadGate chan struct{}
 	uploaded   [][]byte // the bytes of each upload, in order
+	// answerEarly, if set, makes an upload fail after its first read, while
+	// a goroutine reads on, as net/http's does when the server answers
+	// before the whole body went out.
+	answerEarly bool
 }
 
 func (f *fakeUpstream) Open(h http.Header) session.Visitor {
@@ -225,6 +229,20 @@ func (v *fakeVisitor) Download(ctx context.Context, fd upstream.FileData, limit 
 func (v *fakeVisitor) Upload(ctx context.Context, u upstream.Upload, limit int64) (map[string]any, error) {
 	var got bytes.Buffer
 	buf := make([]byte, 32<<10)
+	if v.f.answerEarly {
+		if _, err := u.Body.Read(buf); err != nil {
+			return nil, err
+		}
+		go func() {
+			b := make([]byte, 32<<10)
+			for {
+				if _, err := u.Body.Read(b); err != nil {
+					return
+				}
+			}
+		}()
+		return nil, &upstream.Error{Code: upstream.CodeFileTooLarge, Message: "The Space refused the file."}
+	}
 	for {
 		if v.f.uploadGate != nil {
 			select {

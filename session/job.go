@@ -100,7 +100,7 @@ func (s *Session) submit(ctx context.Context, m *inbound) error {
 		j.call, j.waits = call, waits
 		s.jobs[id] = j
 		s.nJobs++
-		return nil
+		return s.submitWaiting() // (at once, with its error, if an upload has failed)
 	}
 	v := s.open()
 	vj, err := v.Submit(jctx, call)
@@ -185,8 +185,7 @@ func (s *Session) cancel(m *inbound) error {
 	if u := s.uploads[id]; u != nil && !u.over {
 		s.bad = 0
 		u.cancelled = true
-		u.cancel()
-		return nil
+		return s.failUpload(u, context.Canceled) // the next upload may start at once
 	}
 	j, ok := s.jobs[id]
 	if !ok { // not a bad message: the job may just have ended

@@ -42,6 +42,7 @@ type Session struct {
 	token    tokenState
 	nJobs    int   // jobs submitted in all
 	uploaded int64 // bytes of the session's uploads, in all
+	discard  int64 // bytes of frames to let pass for an upload refused at its announcement
 	bad      int   // bad messages in a row
 	pinging  bool
 	ticks    int // starts at a random phase
@@ -168,6 +169,9 @@ func (s *Session) teardown(err error, stopHelpers context.CancelFunc) {
 	stopHelpers()
 	s.helpers.Wait()
 	s.jobsGroup.Wait()
+	for _, u := range s.uploads { // their goroutines are over: what they held goes back
+		s.drain(u)
+	}
 	s.endAll()
 }
 

@@ -76,11 +76,16 @@ func (s *Session) startUpload(ctx context.Context, m *inbound) error {
 	}
 	s.bad = 0
 	refuse := func(code, format string, args ...any) error {
+		// Its frames may be on their way already: as many as a page may
+		// send before it hears from the relay are let pass.
+		if s.current == nil {
+			s.discard = min(*m.Size, uploadWindow*s.cfg.UploadChunkBytes)
+		}
 		return s.sendError(&errorMsg{ID: id, Code: code, Message: fmt.Sprintf(format, args...)})
 	}
 	switch {
 	case m.Size == nil || *m.Size < 0:
-		return refuse("bad_request", `upload: "size" must be the file's size in bytes`)
+		return s.sendError(&errorMsg{ID: id, Code: "bad_request", Message: `upload: "size" must be the file's size in bytes`})
 	case s.current != nil:
 		return refuse("bad_request", "upload: upload %q is still arriving: send one file at a time", s.current.id)
 	case len(s.uploads) >= maxUploads:
@@ -102,9 +107,10 @@ func (s *Session) startUpload(ctx context.Context, m *inbound) error {
 	}
 	s.uploads[id] = u
 	s.uploaded += u.size
-	s.current = u
 	if u.size == 0 {
-		close(u.chunks)
+		close(u.chunks) // all in: no frame belongs to it
+	} else {
+		s.current = u
 	}
 	v := s.open()
 	s.jobsGroup.Go(func() { s.sendUpload(uctx, v, u) })
@@ -170,9 +176,13 @@ func (s *Session) gather(u *upload, b []byte) {
 	}
 }
 
-// swallow takes a frame of an upload that ended early, within what it
-// announced: frames already on their way are not an error.
+// swallow takes a frame of an upload that ended early, or was refused,
+// within what it announced: frames already on their way are not an error.
 func (s *Session) swallow(n int64) bool {
+	if s.discard >= n {
+		s.discard -= n
+		return true
+	}
 	for _, u := range s.uploads {
 		if u.ignore >= n {
 			u.ignore -= n
@@ -199,7 +209,11 @@ func (s *Session) failUpload(u *upload, err error) error {
 func (s *Session) sendUpload(ctx context.Context, v Visitor, u *upload) {
 	body := &chunkReader{ctx: ctx, u: u, budget: s.cfg.Budget, wake: s.upWake}
 	file, err := v.Upload(ctx, upstream.Upload{Name: u.name, MIME: u.mime, Size: u.size, Body: body}, s.cfg.MaxUploadBytes)
-	body.giveBack()
+	// The HTTP client may still be reading the body after an early answer
+	// (an error before the whole file was sent): cut it, and give back
+	// what it holds.
+	u.cancel()
+	body.close()
 	ev := upEvent{u: u, file: file, err: err}
 	select {
 	case s.work <- func() error { return s.uploadEnded(ev) }:
@@ -301,27 +315,57 @@ func (s *Session) drain(u *upload) {
 // chunkReader is the body of an upload's request: the chunks Run hands
 // over, in order. Each chunk's room in the relay's budget is given back as
 // the request takes it.
+//
+// The HTTP client reads it on a goroutine of its own, which may go on
+// after the request has returned; mu orders those reads with close, and
+// nothing else.
 type chunkReader struct {
 	ctx    context.Context
 	u      *upload
 	budget *Budget
 	wake   chan struct{}
+
+	mu     sync.Mutex
 	buf    []byte // the chunk being read, whole
 	cur    []byte // what is left of it
+	closed bool
 }
 
+// errBodyClosed is a read of an upload's body after its request ended.
+var errBodyClosed = errors.New("session: the upload's request is over")
+
 func (r *chunkReader) Read(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return 0, errBodyClosed
+	}
 	if len(r.cur) == 0 {
 		r.giveBack()
+		r.mu.Unlock() // not held while it waits
+		var (
+			b   []byte
+			ok  bool
+			err error
+		)
 		select {
-		case b, ok := <-r.u.chunks:
+		case b, ok = <-r.u.chunks:
 			if !ok {
-				return 0, io.EOF
+				err = io.EOF
 			}
-			r.buf, r.cur = b, b
 		case <-r.ctx.Done():
-			return 0, r.ctx.Err()
+			err = r.ctx.Err()
 		}
+		r.mu.Lock()
+		switch {
+		case err != nil:
+			return 0, err
+		case r.closed: // while it waited: the chunk goes back
+			r.budget.release(int64(len(b)))
+			putBuf(b)
+			return 0, errBodyClosed
+		}
+		r.buf, r.cur = b, b
 	}
 	n := copy(p, r.cur)
 	r.cur = r.cur[n:]
@@ -333,7 +377,17 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// giveBack returns the chunk read last, its budget and its buffer.
+// close ends the body: no read takes a chunk from now on, and the one
+// being read goes back.
+func (r *chunkReader) close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = true
+	r.giveBack()
+}
+
+// giveBack returns the chunk read last, its budget and its buffer. The
+// caller holds mu.
 func (r *chunkReader) giveBack() {
 	r.budget.release(int64(len(r.buf)))
 	putBuf(r.buf)

@@ -155,8 +155,13 @@ func TestUploadLimits(t *testing.T) {
 			}
 		}
 		h.send(`{"type":"upload","id":"big","name":"a","size":9000}`)
+		for range 4 { // the refused upload's frames already on their way: no error
+			h.sendBinary(make([]byte, chunk))
+		}
 		check("over max_upload_bytes", "big", "file_too_large")
-		h.sendBinary([]byte("stray"))
+		h.send(`{"type":"ping"}`)
+		h.expect("pong")
+		h.sendBinary([]byte("stray")) // past the window
 		check("a frame with no upload", "<nil>", "bad_request")
 		h.send(fmt.Sprintf(`{"type":"upload","id":"wide","name":"a","size":%d}`, 2*chunk))
 		h.sendBinary(make([]byte, chunk+1))
@@ -291,5 +296,140 @@ func TestFileBudget(t *testing.T) {
 		if m := quick.until("result"); m[len(m)-1]["id"] != "b2" {
 			t.Errorf("b2: %v", m)
 		}
+	})
+}
+
+// An empty file is all in at its announcement: an empty frame after it
+// belongs to no upload, and ends nothing twice.
+func TestEmptyUploadThenAnEmptyFrame(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		gate := make(chan struct{}) // the upstream takes its time
+		up := &fakeUpstream{uploadGate: gate}
+		h := start(t, up, uploadConfig())
+		h.readAhead()
+		h.expect("hello")
+		h.send(`{"type":"upload","id":"u0","name":"empty.txt","size":0}`)
+		h.sendBinary([]byte{})
+		h.send(`{"type":"ping"}`)
+		h.expect("pong") // (a second close of its chunks would have panicked)
+		close(gate)
+		h.until("uploaded")
+	})
+}
+
+// A session that ends mid-upload gives back the relay-wide budget its
+// chunks held: the next visitor can use all of it.
+func TestTeardownGivesTheUploadBudgetBack(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := uploadConfig()
+		cfg.Budget = session.NewBudget(4 * chunk)
+		gate := make(chan struct{}) // the upstream takes nothing
+		h := start(t, &fakeUpstream{uploadGate: gate}, cfg)
+		h.readAhead()
+		h.expect("hello")
+		h.send(fmt.Sprintf(`{"type":"upload","id":"u1","name":"a","size":%d}`, 8*chunk))
+		for range 3 {
+			h.sendBinary(make([]byte, chunk))
+		}
+		h.send(`{"type":"ping"}`)
+		h.expect("pong") // its chunks are in
+		h.cancel()       // the relay shuts down
+		<-h.ended
+		h.ended <- nil
+		gate2 := make(chan struct{}) // this upstream, too, takes nothing for now
+		next := start(t, &fakeUpstream{uploadGate: gate2}, cfg)
+		next.readAhead()
+		next.expect("hello")
+		next.send(fmt.Sprintf(`{"type":"upload","id":"u1","name":"a","size":%d}`, 4*chunk))
+		for range 4 { // all four chunks held at once: the whole budget
+			next.sendBinary(make([]byte, chunk))
+		}
+		next.send(`{"type":"ping"}`)
+		if m := next.recv(); m["type"] != "pong" {
+			t.Fatalf("the next visitor's upload of the whole budget: %v", m)
+		}
+		close(gate2)
+		next.until("uploaded")
+	})
+}
+
+// A submit that names an upload already cancelled ends at once, with the
+// upload's problem.
+func TestSubmitNamingACancelledUpload(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		up := &fakeUpstream{script: script(false)}
+		h := start(t, up, uploadConfig())
+		h.readAhead()
+		h.expect("hello")
+		h.send(fmt.Sprintf(`{"type":"upload","id":"u1","name":"a","size":%d}`, 4*chunk))
+		h.sendBinary(make([]byte, chunk))
+		h.send(`{"type":"cancel","id":"u1"}`)
+		h.until("cancelled")
+		h.send(`{"type":"submit","id":"j1","data":[{"upload":"u1"}]}`)
+		if m := h.expect("error")[0]; m["id"] != "j1" || m["code"] != "invalid_input" {
+			t.Errorf("j1: %v, want invalid_input at once", m)
+		}
+	})
+}
+
+// A cancelled upload lets the next one start at once, as spacerelay.js
+// does right after its cancel.
+func TestNextUploadRightAfterACancel(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := start(t, &fakeUpstream{}, uploadConfig())
+		h.readAhead()
+		h.expect("hello")
+		h.send(fmt.Sprintf(`{"type":"upload","id":"u1","name":"a","size":%d}`, 4*chunk))
+		h.sendBinary(make([]byte, chunk))
+		h.send(`{"type":"cancel","id":"u1"}`)
+		h.upload("u2", pattern(chunk))
+		for {
+			m := h.recv()
+			if m["id"] != "u2" {
+				continue
+			}
+			if m["type"] == "error" {
+				t.Fatalf("u2 refused after u1's cancel: %v", m)
+			}
+			if m["type"] == "uploaded" {
+				if m["size"] != float64(chunk) {
+					t.Errorf("u2 uploaded %v, want %d bytes", m["size"], chunk)
+				}
+				return
+			}
+		}
+	})
+}
+
+// An upstream that answers before it has the whole file (and whose HTTP
+// client reads the body on after the answer) fails the upload at once;
+// the body's later reads take nothing from a buffer given back, and the
+// budget comes back whole.
+func TestUploadAnsweredEarly(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := uploadConfig()
+		cfg.Budget = session.NewBudget(4 * chunk)
+		h := start(t, &fakeUpstream{answerEarly: true}, cfg)
+		h.readAhead()
+		h.expect("hello")
+		h.upload("u1", pattern(4*chunk))
+		if m := h.until("error"); m[len(m)-1]["id"] != "u1" || m[len(m)-1]["code"] != "file_too_large" {
+			t.Errorf("u1: %v, want the Space's refusal", m[len(m)-1])
+		}
+		synctest.Wait()
+		gate := make(chan struct{})
+		next := start(t, &fakeUpstream{uploadGate: gate}, cfg)
+		next.readAhead()
+		next.expect("hello")
+		next.send(fmt.Sprintf(`{"type":"upload","id":"u1","name":"a","size":%d}`, 4*chunk))
+		for range 4 {
+			next.sendBinary(make([]byte, chunk))
+		}
+		next.send(`{"type":"ping"}`)
+		if m := next.recv(); m["type"] != "pong" {
+			t.Fatalf("an upload of the whole budget after: %v", m)
+		}
+		close(gate)
+		next.until("uploaded")
 	})
 }
