@@ -125,6 +125,9 @@ func (s *Server) refreshTurn(sl *slot) time.Duration {
 func (s *Server) moveToken(sl *slot, token string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.sessions[sl.id] != sl {
+		return // it ended meanwhile, and release has counted it out
+	}
 	s.countToken(sl, -1)
 	sl.token, sl.hasToken = keyOf(token), true
 	s.countToken(sl, 1)

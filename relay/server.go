@@ -213,14 +213,14 @@ type Server struct {
 	wg sync.WaitGroup
 }
 
-// Defaults of the Server's fields.
+// Defaults of the Server's fields (the sessions' own limits default in
+// package session): the one place they are written, which the relay's
+// flags take theirs from.
 const (
-	defaultTokenHeader     = "X-IP-Token"
-	defaultMaxSessions     = 10000
-	defaultMaxPerToken     = 4
-	defaultMaxMessageBytes = 65536
-	defaultChunkBytes      = 256 << 10
-	defaultFileMemory      = 256 << 20
+	DefaultTokenHeader = "X-IP-Token"
+	DefaultMaxSessions = 10000
+	DefaultMaxPerToken = 4
+	DefaultFileMemory  = 256 << 20
 )
 
 func (s *Server) rediscoverEvery() time.Duration {
@@ -228,7 +228,7 @@ func (s *Server) rediscoverEvery() time.Duration {
 }
 
 func (s *Server) uploadChunkBytes() int64 {
-	return cmp.Or(max(s.UploadChunkBytes, 0), defaultChunkBytes)
+	return cmp.Or(max(s.UploadChunkBytes, 0), session.DefaultUploadChunkBytes)
 }
 
 func (s *Server) init() {
@@ -241,7 +241,7 @@ func (s *Server) init() {
 		s.sessions = make(map[string]*slot)
 		s.redeploy = make(chan struct{}, 1)
 		if s.FileMemory >= 0 {
-			s.budget = session.NewBudget(cmp.Or(s.FileMemory, defaultFileMemory))
+			s.budget = session.NewBudget(cmp.Or(s.FileMemory, DefaultFileMemory))
 		}
 		s.metrics = newMetrics()
 		if s.UpstreamConns != nil {
@@ -465,28 +465,28 @@ func (s *Server) isDraining() bool {
 
 func (s *Server) tokenHeader() string {
 	if s.TokenHeader == "" {
-		return defaultTokenHeader
+		return DefaultTokenHeader
 	}
 	return s.TokenHeader
 }
 
 func (s *Server) maxSessions() int {
 	if s.MaxSessions <= 0 {
-		return defaultMaxSessions
+		return DefaultMaxSessions
 	}
 	return s.MaxSessions
 }
 
 func (s *Server) maxPerToken() int {
 	if s.MaxSessionsPerToken <= 0 {
-		return defaultMaxPerToken
+		return DefaultMaxPerToken
 	}
 	return s.MaxSessionsPerToken
 }
 
 func (s *Server) maxMessageBytes() int64 {
 	if s.MaxMessageBytes <= 0 {
-		return defaultMaxMessageBytes
+		return session.DefaultMaxMessageBytes
 	}
 	return s.MaxMessageBytes
 }

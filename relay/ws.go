@@ -73,6 +73,9 @@ func (s *Server) run(c *socket, api *upstream.API, sl *slot, token, refreshKey s
 	defer end(nil)
 	s.mu.Lock()
 	sl.sess, sl.end = sess, end // the refresh route and a redeploy may find it now
+	if cur := s.api.Load(); cur != api {
+		end(session.ErrUpstreamChanged) // a redeploy came between its upgrade and now
+	}
 	s.mu.Unlock()
 	err := sess.Run(ctx)
 	s.metrics.sessionsOpen.Dec()

@@ -76,39 +76,54 @@ func New(cfg Config, conn Conn, up Upstream) *Session {
 	}
 }
 
+// Defaults of Config's limits: the one place they are written (the
+// relay's flags take theirs from here).
+const (
+	DefaultMaxJobs               = 2
+	DefaultMaxMessageBytes       = 64 << 10
+	DefaultMaxFileBytes          = 20 << 20
+	DefaultMaxJobBytes           = 64 << 20
+	DefaultMaxUploadBytes        = 50 << 20
+	DefaultMaxSessionUploadBytes = 200 << 20
+	DefaultUploadChunkBytes      = 256 << 10
+	DefaultWriteTimeout          = 10 * time.Second
+	DefaultPingInterval          = 30 * time.Second
+	DefaultTokenRefreshMargin    = 30 * time.Second
+)
+
 func (c *Config) setDefaults() {
 	if c.ID == "" {
 		c.ID = uuid.NewString()
 	}
 	if c.MaxJobs <= 0 {
-		c.MaxJobs = 2
+		c.MaxJobs = DefaultMaxJobs
 	}
 	if c.MaxMessageBytes <= 0 {
-		c.MaxMessageBytes = 65536
+		c.MaxMessageBytes = DefaultMaxMessageBytes
 	}
 	if c.MaxFileBytes <= 0 {
-		c.MaxFileBytes = 20 << 20
+		c.MaxFileBytes = DefaultMaxFileBytes
 	}
 	if c.MaxJobBytes <= 0 {
-		c.MaxJobBytes = 64 << 20
+		c.MaxJobBytes = DefaultMaxJobBytes
 	}
 	if c.MaxUploadBytes <= 0 {
-		c.MaxUploadBytes = 50 << 20
+		c.MaxUploadBytes = DefaultMaxUploadBytes
 	}
 	if c.MaxSessionUploadBytes <= 0 {
-		c.MaxSessionUploadBytes = 200 << 20
+		c.MaxSessionUploadBytes = DefaultMaxSessionUploadBytes
 	}
 	if c.UploadChunkBytes <= 0 {
-		c.UploadChunkBytes = 256 << 10
+		c.UploadChunkBytes = DefaultUploadChunkBytes
 	}
 	if c.WriteTimeout <= 0 {
-		c.WriteTimeout = 10 * time.Second
+		c.WriteTimeout = DefaultWriteTimeout
 	}
 	if c.PingInterval == 0 {
-		c.PingInterval = 30 * time.Second
+		c.PingInterval = DefaultPingInterval
 	}
 	if c.TokenRefreshMargin <= 0 {
-		c.TokenRefreshMargin = 30 * time.Second
+		c.TokenRefreshMargin = DefaultTokenRefreshMargin
 	}
 	if c.Now == nil {
 		c.Now = time.Now

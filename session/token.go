@@ -123,6 +123,10 @@ func (s *Session) SetToken(ctx context.Context, token string) (*time.Time, error
 }
 
 func (s *Session) swapToken(t *tokenSwap) error {
+	if t.token == s.token.value { // the same token: nothing changes, token_expiring included
+		t.taken <- s.token.exp
+		return nil
+	}
 	s.token.stop()
 	gen := s.token.gen
 	s.token = newTokenState(t.token)

@@ -43,6 +43,28 @@ func TestTokenExpiringAtTheMargin(t *testing.T) {
 	})
 }
 
+// A refresh that brings the same token again (a proxy that has not
+// re-stamped yet) changes nothing: token_expiring does not come again, so
+// the page does not refresh in a loop.
+func TestRefreshWithTheSameToken(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start0 := time.Now()
+		tok := expiringJWT("v", start0.Add(time.Minute))
+		h := start(t, &fakeUpstream{}, session.Config{Token: tok,
+			Refresh: &session.Refresh{URL: "/v1/sessions/s/token", Key: "k"}})
+		h.readAhead() // (and so answers the relay's pings)
+		h.expect("hello")
+		h.expect("token_expiring")
+		exp, err := h.sess.SetToken(context.Background(), tok)
+		if err != nil || exp == nil || !exp.Equal(start0.Add(time.Minute).Truncate(time.Second)) {
+			t.Fatalf("SetToken() = %v, %v", exp, err)
+		}
+		time.Sleep(10 * time.Second)
+		h.send(`{"type":"ping"}`)
+		h.expect("pong") // and no second token_expiring before it
+	})
+}
+
 // Issue 11: a refresh moves the jobs that join from then on to the new
 // token; a job already submitted keeps its own. token_expiring comes again
 // for the new token.

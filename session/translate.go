@@ -122,7 +122,7 @@ func (s *Session) result(ctx context.Context, v Visitor, j *job, ev *upstream.Co
 func (s *Session) withFiles(ctx context.Context, v Visitor, j *job, kind string, data []any, duration *float64) (out *outgoing, refs []any, err error) {
 	out = &outgoing{kind: kind}
 	fetch := func(f upstream.FileData) (string, error) {
-		file, err := s.fetch(ctx, v, f, s.cfg.MaxJobBytes-out.held)
+		file, err := s.fetch(ctx, v, f, s.cfg.MaxJobBytes-out.held, out.held == 0)
 		if err != nil {
 			return "", err
 		}
@@ -165,8 +165,12 @@ type fetched struct {
 const fetchStep = 64 << 10
 
 // fetch downloads one file, at most MaxFileBytes and at most limit, with
-// room for it in the relay's budget.
-func (s *Session) fetch(ctx context.Context, v Visitor, f upstream.FileData, limit int64) (*fetched, error) {
+// room for it in the relay's budget. It waits for room (budgetWait at
+// most) only if wait is set, that is if it holds none yet: a job that
+// waited while holding room could keep others waiting on it in turn, so
+// a job's second file, or a download of unknown size that grows, fails
+// at once when there is no room.
+func (s *Session) fetch(ctx context.Context, v Visitor, f upstream.FileData, limit int64, wait bool) (*fetched, error) {
 	limit = min(s.cfg.MaxFileBytes, limit)
 	if limit <= 0 {
 		return nil, &upstream.Error{Code: upstream.CodeFileTooLarge, Message: "The job's files are over the relay's limit for one job."}
@@ -182,7 +186,14 @@ func (s *Session) fetch(ctx context.Context, v Visitor, f upstream.FileData, lim
 		size = int(d.Size) + 1 // room to read the EOF without growing
 	}
 	grow := func(n int) error {
-		if err := s.cfg.Budget.acquire(ctx, int64(n)); err != nil {
+		var err error
+		switch {
+		case wait && file.held == 0:
+			err = s.cfg.Budget.acquire(ctx, int64(n))
+		case !s.cfg.Budget.tryAcquire(int64(n)):
+			err = errNoRoom
+		}
+		if err != nil {
 			s.cfg.Budget.release(file.held)
 			return err
 		}

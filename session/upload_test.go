@@ -433,3 +433,31 @@ func TestUploadAnsweredEarly(t *testing.T) {
 		next.until("uploaded")
 	})
 }
+
+// A job that holds room for one file does not wait for room for its
+// next: it fails at once, so that two jobs never wait on each other.
+func TestFileBudgetNoHoldAndWait(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		budget := session.NewBudget(1000)
+		up := &fakeUpstream{files: map[string][]byte{"/a": make([]byte, 700), "/s": make([]byte, 100), "/b": make([]byte, 700)},
+			script: func(ctx context.Context, call upstream.Call, emit func(upstream.Event) error) error {
+				if call.Data[0] == "two" {
+					return emit(&upstream.Completed{Data: []any{file("/s"), file("/b")}})
+				}
+				return emit(&upstream.Completed{Data: []any{file("/a"), ""}})
+			}}
+		cfg := session.Config{Budget: budget, WriteTimeout: time.Hour, PingInterval: -1}
+		slow, quick := start(t, up, cfg), start(t, up, cfg)
+		quick.readAhead()
+		slow.expect("hello")
+		quick.expect("hello")
+		slow.send(`{"type":"submit","id":"a","data":["one"]}`) // and reads nothing: /a stays in memory
+		time.Sleep(time.Second)
+		begin := time.Now()
+		quick.send(`{"type":"submit","id":"j","data":["two"]}`)
+		if m := quick.until("error"); m[len(m)-1]["code"] != "over_capacity" || time.Since(begin) != 0 {
+			t.Errorf("j: %v after %v, want over_capacity at once", m[len(m)-1], time.Since(begin))
+		}
+		slow.until("result")
+	})
+}

@@ -231,6 +231,7 @@ type helloLimits struct {
 	MaxUploadBytes        int64 `json:"max_upload_bytes"`
 	MaxSessionUploadBytes int64 `json:"max_session_upload_bytes"`
 	UploadChunkBytes      int64 `json:"upload_chunk_bytes"`
+	UploadWindow          int   `json:"upload_window"`
 }
 
 type helloToken struct {
@@ -264,7 +265,7 @@ func (s *Session) hello() ([]byte, error) {
 	}
 	tail, err := json.Marshal(helloTail{
 		Limits: helloLimits{c.MaxJobs, c.MaxMessageBytes, c.MaxFileBytes,
-			c.MaxUploadBytes, c.MaxSessionUploadBytes, c.UploadChunkBytes},
+			c.MaxUploadBytes, c.MaxSessionUploadBytes, c.UploadChunkBytes, uploadWindow},
 		Token:    tok,
 		Features: features,
 	})

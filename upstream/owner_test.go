@@ -439,6 +439,20 @@ func TestUploadStreamsExactly(t *testing.T) {
 			t.Errorf("10 bytes uploaded as %d: %v, want invalid_input", size, err)
 		}
 	}
+	// The two failed uploads' requests reach the fake's log once its
+	// handler has read what came: wait for them.
+	uploads := func() int {
+		n := 0
+		for _, r := range f.log() {
+			if strings.HasSuffix(r.path, "/upload") {
+				n++
+			}
+		}
+		return n
+	}
+	for deadline := time.Now().Add(10 * time.Second); uploads() < 3 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	before := len(f.log())
 	_, err = s.Upload(t.Context(), upstream.Upload{Name: "c.bin", Size: 100, Body: strings.NewReader(body)}, 50)
 	if upstream.CodeOf(err) != upstream.CodeFileTooLarge {

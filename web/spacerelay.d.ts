@@ -139,6 +139,8 @@ export interface Limits {
   maxSessionUploadBytes: number | null;
   /** Largest binary frame of an upload: the client's chunk size. */
   uploadChunkBytes: number | null;
+  /** Chunks of an upload the relay holds at most: the client keeps no more in flight. */
+  uploadWindow: number | null;
 }
 
 /** The token as hello said it. */

@@ -34,7 +34,7 @@ const RECONNECT = {
 const UPLOAD_POLL = 10; // ms between looks at a full socket buffer
 // The relay holds at most this many chunks of an upload past its last
 // upload_progress (PROTOCOL.md section 9): a page sends no more ahead.
-const UPLOAD_WINDOW = 4;
+const UPLOAD_WINDOW = 4; // a relay's hello.limits.upload_window, if it does not say
 const REFRESH_WAIT_MAX = 10; // s: the longest Retry-After of the refresh route waited out
 
 /** What the close codes of PROTOCOL.md section 7 mean, for messages. */
@@ -524,16 +524,17 @@ export class Client extends EventTarget {
   }
 
   // #sendBytes sends rec's bytes in frames of upload_chunk_bytes, each
-  // only once the relay's window has room for it (UPLOAD_WINDOW chunks past
+  // only once the relay's window has room for it (upload_window chunks past
   // its last upload_progress) and the socket's buffer has drained below
   // two chunks.
   async #sendBytes(rec, ws) {
     const chunk = this.limits.uploadChunkBytes || 256 * 1024;
     const high = this.#opts.uploadBuffer ?? 2 * chunk;
+    const window = this.limits.uploadWindow || UPLOAD_WINDOW;
     const gone = () => rec.ended || ws !== this.#ws;
     for (let off = 0; off < rec.size; off += chunk) {
       const end = Math.min(rec.size, off + chunk);
-      while (end - (rec.loaded ?? 0) > UPLOAD_WINDOW * chunk) {
+      while (end - (rec.loaded ?? 0) > window * chunk) {
         await new Promise((resolve) => { rec.wake = resolve; });
         if (gone()) return;
       }
@@ -835,6 +836,7 @@ export class Client extends EventTarget {
         maxUploadBytes: num(l.max_upload_bytes),
         maxSessionUploadBytes: num(l.max_session_upload_bytes),
         uploadChunkBytes: num(l.upload_chunk_bytes),
+        uploadWindow: num(l.upload_window),
       },
       features: Array.isArray(m.features) ? m.features.map(String) : [],
       token: tokenInfo(m.token),

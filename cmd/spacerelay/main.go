@@ -110,25 +110,25 @@ const (
 var flags = []struct{ name, kind, def, usage string }{
 	{"listen", kindText, ":7860", "address to listen on"},
 	{"upstream", kindText, "", "the Gradio app: a URL or a Space id owner/name (default: the embedded demo Space)"},
-	{"token-header", kindText, "X-IP-Token", "header of the upgrade request that carries the visitor's token"},
+	{"token-header", kindText, relay.DefaultTokenHeader, "header of the upgrade request that carries the visitor's token"},
 	{"token-policy", kindText, "", "require or optional: refuse sockets without a token, or admit them (default: require with --upstream, optional with the demo)"},
 	{"allowed-origins", kindList, "", "other sites whose pages may connect and import /spacerelay.js: each a host, with its port if not the default (app.example.com, localhost:5173), or scheme://host[:port] for that scheme only (https://app.example.com); * as in Go's path.Match (*.example.com)"},
 	{"static", kindText, "", "directory of your own built frontend, served at / in place of the demo page (the relay's own routes keep their meaning)"},
 	{"spa", kindOnOff, "off", "with --static: answer paths that are no file with index.html, for a single-page app's routes"},
-	{"max-sessions", kindNumber, "10000", "most sessions open at once"},
-	{"max-sessions-per-token", kindNumber, "4", "most sessions open at once per visitor token"},
-	{"max-jobs", kindNumber, "2", "most unfinished jobs per session"},
-	{"max-message-bytes", kindSize, "65536", "largest message a browser may send"},
-	{"max-file-bytes", kindSize, "20MiB", "largest file relayed to a browser"},
-	{"max-job-bytes", kindSize, "64MiB", "most file bytes one job may hold in memory"},
-	{"max-file-memory", kindSize, "256MiB", "most file bytes all sessions together hold in memory (results on their way to browsers, upload chunks on their way upstream)"},
-	{"max-upload-bytes", kindSize, "50MiB", "largest file a page may upload"},
-	{"max-session-upload-bytes", kindSize, "200MiB", "most bytes one session may upload in all"},
-	{"upload-chunk-bytes", kindSize, "256KiB", "largest binary frame of an upload"},
-	{"token-refresh-margin", kindDuration, "30s", "how long before a visitor token's exp the page is told to refresh it"},
+	{"max-sessions", kindNumber, strconv.Itoa(relay.DefaultMaxSessions), "most sessions open at once"},
+	{"max-sessions-per-token", kindNumber, strconv.Itoa(relay.DefaultMaxPerToken), "most sessions open at once per visitor token"},
+	{"max-jobs", kindNumber, strconv.Itoa(session.DefaultMaxJobs), "most unfinished jobs per session"},
+	{"max-message-bytes", kindSize, sizeText(session.DefaultMaxMessageBytes), "largest message a browser may send"},
+	{"max-file-bytes", kindSize, sizeText(session.DefaultMaxFileBytes), "largest file relayed to a browser"},
+	{"max-job-bytes", kindSize, sizeText(session.DefaultMaxJobBytes), "most file bytes one job may hold in memory"},
+	{"max-file-memory", kindSize, sizeText(relay.DefaultFileMemory), "most file bytes all sessions together hold in memory (results on their way to browsers, upload chunks on their way upstream)"},
+	{"max-upload-bytes", kindSize, sizeText(session.DefaultMaxUploadBytes), "largest file a page may upload"},
+	{"max-session-upload-bytes", kindSize, sizeText(session.DefaultMaxSessionUploadBytes), "most bytes one session may upload in all"},
+	{"upload-chunk-bytes", kindSize, sizeText(session.DefaultUploadChunkBytes), "largest binary frame of an upload"},
+	{"token-refresh-margin", kindDuration, session.DefaultTokenRefreshMargin.String(), "how long before a visitor token's exp the page is told to refresh it"},
 	{"demo-token-ttl", kindDuration, "2m", "with the embedded demo Space: each visitor gets a JWT token of this lifetime, stamped afresh on every request as Hugging Face's proxy does; off: no tokens"},
-	{"write-timeout", kindDuration, "10s", "time a browser has to take a message before it is disconnected"},
-	{"ping-interval", kindDuration, "30s", "time between WebSocket pings; 0 or off: no pings"},
+	{"write-timeout", kindDuration, session.DefaultWriteTimeout.String(), "time a browser has to take a message before it is disconnected"},
+	{"ping-interval", kindDuration, session.DefaultPingInterval.String(), "time between WebSocket pings; 0 or off: no pings"},
 	{"shutdown-grace", kindDuration, "10s", "time sessions get to close on SIGINT or SIGTERM"},
 	{"default-endpoint", kindText, "", "endpoint of a submit that names none (default: the app's only endpoint)"},
 	{"instance", kindText, "", "this relay's name among several behind one load balancer: session ids become NAME.uuid, for routing /v1/sessions/NAME.… to it (letters, digits, -)"},
@@ -137,6 +137,20 @@ var flags = []struct{ name, kind, def, usage string }{
 	{"log-level", kindText, "info", "debug, info, warn or error"},
 	{"log-format", kindText, "text", "text or json"},
 	{"hub-url", kindText, "https://huggingface.co", "the Hugging Face Hub, to resolve a Space id"},
+}
+
+// sizeText writes n bytes as a size flag reads it: in the largest of
+// GiB, MiB and KiB that divides it, else in bytes.
+func sizeText(n int64) string {
+	for _, u := range []struct {
+		name string
+		size int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n >= u.size && n%u.size == 0 {
+			return strconv.FormatInt(n/u.size, 10) + u.name
+		}
+	}
+	return strconv.FormatInt(n, 10)
 }
 
 // envName is the environment variable of flag name.

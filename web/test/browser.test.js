@@ -9,15 +9,13 @@
 
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { join, dirname, normalize } from "node:path";
 import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import WebSocket from "ws";
 import { connect } from "../spacerelay.js";
-import { startRelay, relayBinary, metric, waitFor, withTimeout, sleep } from "../testing/relay.js";
+import { startRelay, metric, waitFor, withTimeout, sleep } from "../testing/relay.js";
 import { startFake, json } from "../testing/fakerelay.js";
 import { installPackage } from "../testing/pack.js";
 import { gradientPNG } from "../testing/png.js";
@@ -37,12 +35,6 @@ async function browserType() {
   } catch (err) {
     return { missing: `playwright-core is not installed (run npm ci in web/): ${err.message}` };
   }
-}
-
-/** Whether the relay binary has a flag (a server feature that may not be merged yet). */
-async function relayHasFlag(name) {
-  const { stdout, stderr } = await promisify(execFile)(await relayBinary(), ["-h"]).catch((e) => e);
-  return `${stdout}${stderr}`.includes(name);
 }
 
 describe("the demo page in Chromium", () => {
@@ -448,10 +440,7 @@ try {
     await page.goto(relay.url + "/");
     await page.waitForSelector('#conn[data-state="open"]');
     const names = await page.$$eval("#endpoint option", (os) => os.map((o) => o.value));
-    if (!names.includes("/restyle")) {
-      t.todo("the relay's demo Space has no /restyle yet (branch demo), nor uploads (section 9)");
-      return;
-    }
+    assert.ok(names.includes("/restyle"), `endpoints ${names}`);
     await page.selectOption("#endpoint", "/restyle");
     const png = gradientPNG(128, 128);
     await page.setInputFiles("input[type=file]", { name: "gradient.png", mimeType: "image/png", buffer: png });
@@ -481,10 +470,6 @@ try {
   test("against the relay's demo tokens: a page kept open past two token lifetimes completes a job each period", T, async (t) => {
     const page = await newPage(t);
     if (!page) return;
-    if (!(await relayHasFlag("demo-token-ttl"))) {
-      t.todo("the relay has no --demo-token-ttl yet (issue 11, item 4)");
-      return;
-    }
     const TTL = 4;
     const relay = await startRelay({ args: ["--demo-token-ttl", `${TTL}s`, "--token-refresh-margin", "2s"] });
     t.after(() => relay.stop());
