@@ -57,7 +57,7 @@ func newMetrics() *metrics {
 			Name: "spacerelay_handshakes_refused_total", Help: "WebSocket upgrade requests refused, by refusal code.",
 		}, []string{"reason"}),
 		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "spacerelay_jobs_total", Help: "Jobs ended, by outcome (completed, error, cancelled, or ended: the session ended first) and error code.",
+			Name: "spacerelay_jobs_total", Help: "Jobs ended, by outcome (completed, error, cancelled, or ended: the session ended first) and error code. A job counts once it holds one of its session's max_jobs places; a submit refused before that (too_many_jobs, token_expired, invalid_input) is no job.",
 		}, []string{"outcome", "code"}),
 		queueWait: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "spacerelay_job_queue_wait_seconds", Help: "Time jobs waited in the upstream queue, from accepted to started.",
