@@ -62,12 +62,7 @@ func (s *Session) resolveCall(call *upstream.Call) ([]*upload, error) {
 		}
 		return v
 	}
-	for i, v := range call.Data {
-		call.Data[i] = walk(v)
-	}
-	for k, v := range call.Inputs {
-		call.Inputs[k] = walk(v)
-	}
+	replaceInputs(call, walk)
 	return waits, err
 }
 
@@ -174,10 +169,16 @@ func fillUploads(call *upstream.Call) {
 		}
 		return v
 	}
+	replaceInputs(call, walk)
+}
+
+// replaceInputs replaces each of call's inputs, positional and named, by
+// f of it.
+func replaceInputs(call *upstream.Call, f func(any) any) {
 	for i, v := range call.Data {
-		call.Data[i] = walk(v)
+		call.Data[i] = f(v)
 	}
 	for k, v := range call.Inputs {
-		call.Inputs[k] = walk(v)
+		call.Inputs[k] = f(v)
 	}
 }
