@@ -198,6 +198,14 @@ func (s *Session) Submit(ctx context.Context, call Call) (*Job, error) {
 // session go on meanwhile. A generator's last output comes once, as the
 // *Completed (see partialHold).
 func (j *Job) Follow(fn func(Event) error) error {
+	err := j.follow(fn)
+	if errors.Is(err, ErrClosed) && j.ctx.Err() != nil {
+		return j.ctx.Err() // both came: the job's own end is the reason
+	}
+	return err
+}
+
+func (j *Job) follow(fn func(Event) error) error {
 	s := j.s
 	if j.req == nil {
 		return s.direct(j.ctx, j.api, j.ep, j.data, fn)
