@@ -37,13 +37,16 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	// Upload chunks may be larger than a text message (PROTOCOL.md 9).
 	c.SetReadLimit(max(s.maxMessageBytes(), s.uploadChunkBytes()))
 	sock := &socket{Conn: c, raw: conn}
+	// The refresh key goes to the session, which puts it in hello and
+	// forgets it: the relay keeps only its hash (PROTOCOL.md section 6).
+	sess := s.newSession(sock, api, sl, token, refreshKey)
 	// The session gets a goroutine of its own, and net/http's goroutine
 	// ends here with the request and its buffers: an idle session keeps
 	// only what it needs (a smaller stack, no request).
 	go func() {
 		defer s.release(sl)
 		defer sock.CloseNow() // the safety net; Run closes it with its code
-		s.run(sock, api, sl, token, refreshKey)
+		s.run(sess, api, sl)
 	}()
 }
 
@@ -62,12 +65,11 @@ func (s *socket) CloseNow() error {
 	return s.raw.Close()
 }
 
-// run runs one session on c and logs its end.
-func (s *Server) run(c *socket, api *upstream.API, sl *slot, token, refreshKey string) {
+// run runs session sess, of API api, and logs its end.
+func (s *Server) run(sess *session.Session, api *upstream.API, sl *slot) {
 	start := time.Now()
 	s.metrics.sessionsOpen.Inc()
 	s.metrics.sessionsOpened.Inc()
-	sess := s.newSession(c, api, sl, token, refreshKey)
 	// Not r.Context(): Shutdown cancels s.base; a redeploy, this one.
 	ctx, end := context.WithCancelCause(s.base)
 	defer end(nil)

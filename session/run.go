@@ -277,6 +277,9 @@ func (s *Session) sendHello() error {
 	if err != nil {
 		return err
 	}
+	if s.cfg.Refresh != nil {
+		s.cfg.Refresh.Key = "" // the page has it; the relay keeps only its hash
+	}
 	s.armTokenTimer()
 	return nil
 }

@@ -124,3 +124,21 @@ func TestSetTokenAfterTheEnd(t *testing.T) {
 		}
 	})
 }
+
+// The refresh key goes to the page in hello and is forgotten: the relay
+// keeps only its hash (PROTOCOL.md section 6).
+func TestRefreshKeyIsForgotten(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ref := &session.Refresh{URL: "/v1/sessions/s/token", Key: "the-key"}
+		h := start(t, &fakeUpstream{}, session.Config{Token: "t", Refresh: ref})
+		hello := h.expect("hello")[0]
+		if got := hello["token"].(map[string]any)["refresh"].(map[string]any)["key"]; got != "the-key" {
+			t.Errorf("hello's refresh key = %v", got)
+		}
+		h.send(`{"type":"ping"}`)
+		h.expect("pong") // Run is past hello
+		if ref.Key != "" {
+			t.Errorf("the session still holds the refresh key after hello")
+		}
+	})
+}

@@ -282,8 +282,10 @@ func (s *Session) hello() ([]byte, error) {
 // session would otherwise allocate and drop.
 var helloBufs = sync.Pool{New: func() any { return new([]byte) }}
 
-// putHello gives back a buffer hello returned, once written.
+// putHello gives back a buffer hello returned, once written, cleared: it
+// holds the session's refresh key.
 func putHello(b []byte) {
+	clear(b)
 	b = b[:0]
 	helloBufs.Put(&b)
 }
