@@ -43,9 +43,14 @@ type Session struct {
 	nJobs    int   // jobs submitted in all
 	uploaded int64 // bytes of the session's uploads, in all
 	discard  int64 // bytes of frames to let pass for an upload refused at its announcement
-	bad      int   // bad messages in a row
-	pinging  bool
-	ticks    int // starts at a random phase
+	// held is a frame of the current upload that came past its window: it
+	// waits for the upstream to take a chunk, and Run reads no more of
+	// the browser's messages meanwhile (see chunk).
+	held    []byte
+	taken   int64 // the browser's messages taken, for ping
+	bad     int   // bad messages in a row
+	pinging bool
+	ticks   int // starts at a random phase
 	// writeTimer bounds the write in progress: it cuts the connection if
 	// the write takes too long (see write).
 	writeTimer *time.Timer
@@ -109,6 +114,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxUploadBytes <= 0 {
 		c.MaxUploadBytes = DefaultMaxUploadBytes
+	}
+	// The Space's own limit (its max_file_size), when lower: hello says
+	// it, and a file over it is refused before any byte goes upstream
+	// rather than after, by the Space.
+	if c.API != nil && c.API.MaxFileSize > 0 {
+		c.MaxUploadBytes = min(c.MaxUploadBytes, c.API.MaxFileSize)
 	}
 	if c.MaxSessionUploadBytes <= 0 {
 		c.MaxSessionUploadBytes = DefaultMaxSessionUploadBytes
@@ -242,6 +253,10 @@ func (s *Session) loop(ctx, hctx context.Context) error {
 	}
 	tick := s.cfg.Pings.C()
 	for {
+		in := s.in
+		if s.held != nil {
+			in = nil // the browser waits for its upload's window
+		}
 		var err error
 		select {
 		case <-ctx.Done():
@@ -254,12 +269,16 @@ func (s *Session) loop(ctx, hctx context.Context) error {
 			if s.ticks++; s.ticks%Phases == 0 {
 				s.ping(hctx)
 			}
-		case m := <-s.in:
+		case m := <-in:
+			s.taken++
 			err = s.handle(hctx, m)
 		case f := <-s.work:
 			err = f()
 		case <-s.upWake:
 			err = s.uploadProgress()
+		}
+		if err == nil && s.held != nil {
+			err = s.resume()
 		}
 		if err != nil {
 			return err
@@ -408,13 +427,14 @@ func readError(err error) error {
 }
 
 // ping pings the browser in the background, unless a ping is in flight:
-// its answer comes to Run as work. No answer within the interval ends the
-// session.
+// its answer comes to Run as work. No answer within the interval, and no
+// other message either, ends the session.
 func (s *Session) ping(ctx context.Context) {
 	if s.pinging {
 		return
 	}
 	s.pinging = true
+	taken := s.taken
 	s.helpers.Go(func() {
 		pctx, cancel := context.WithTimeout(ctx, s.cfg.Pings.Interval())
 		defer cancel()
@@ -428,7 +448,16 @@ func (s *Session) ping(ctx context.Context) {
 			err = fmt.Errorf("%w: %v", ErrClientGone, err)
 		}
 		select {
-		case s.work <- func() error { s.pinging = false; return err }:
+		case s.work <- func() error {
+			s.pinging = false
+			if errors.Is(err, ErrPingTimeout) && s.taken != taken {
+				// The browser's messages kept coming: it is there, and
+				// its pong waits behind them (an upload the Space takes
+				// more slowly than the page sends).
+				return nil
+			}
+			return err
+		}:
 		case <-s.done:
 		}
 	})

@@ -122,7 +122,8 @@ type Config struct {
 	// Budget bounds the file bytes all sessions hold in memory, shared by
 	// them. Nil means no bound but the per-job and per-upload ones.
 	Budget *Budget
-	// MaxUploadBytes bounds one upload. Defaults to 50 MiB.
+	// MaxUploadBytes bounds one upload. Defaults to 50 MiB; the API's
+	// MaxFileSize (the Space's own limit) lowers it.
 	MaxUploadBytes int64
 	// MaxSessionUploadBytes bounds the session's uploads together.
 	// Defaults to 200 MiB.

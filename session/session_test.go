@@ -65,6 +65,12 @@ func (h *harness) readAhead() {
 
 func start(t *testing.T, up *fakeUpstream, cfg session.Config) *harness {
 	t.Helper()
+	return startWith(t, up, cfg, nil)
+}
+
+// startWith is start with the relay's end of the socket wrapped by wrap.
+func startWith(t *testing.T, up *fakeUpstream, cfg session.Config, wrap func(session.Conn) session.Conn) *harness {
+	t.Helper()
 	browser, relay := wsPipe(t)
 	// The relay's read limit: the larger of the message and chunk limits,
 	// as the relay sets it (1024 when the test sets neither).
@@ -76,7 +82,11 @@ func start(t *testing.T, up *fakeUpstream, cfg session.Config) *harness {
 	cfg.Hooks.JobEnded = func(st session.JobStats) { h.stats <- st }
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
-	s := session.New(cfg, relay, up)
+	var conn session.Conn = relay
+	if wrap != nil {
+		conn = wrap(conn)
+	}
+	s := session.New(cfg, conn, up)
 	h.sess = s
 	go func() { h.ended <- s.Run(ctx) }()
 	t.Cleanup(func() {

@@ -14,9 +14,10 @@ import (
 // Bounds of uploads.
 const (
 	// uploadWindow is how many chunks of an upload the relay holds for the
-	// upstream at most: a page keeps no more than this many chunks' bytes
-	// past the last upload_progress in flight (PROTOCOL.md section 9).
-	// Frames are gathered into chunks, whatever their size.
+	// upstream at most: a page that keeps no more than this many chunks'
+	// bytes in flight past the last upload_progress is never slowed down
+	// (PROTOCOL.md section 9); a frame past it waits for room. Frames are
+	// gathered into chunks, whatever their size.
 	uploadWindow = 4
 	// maxUploads bounds the uploads a session keeps.
 	maxUploads = 256
@@ -91,7 +92,7 @@ func (s *Session) startUpload(ctx context.Context, m *inbound) error {
 	case len(s.uploads) >= maxUploads:
 		return refuse("bad_request", "upload: at most %d uploads per session", maxUploads)
 	case *m.Size > s.cfg.MaxUploadBytes:
-		return refuse("file_too_large", "The file is %d bytes; the relay takes files of up to %d bytes.", *m.Size, s.cfg.MaxUploadBytes)
+		return refuse("file_too_large", "The file is %d bytes; files of up to %d bytes can be sent here.", *m.Size, s.cfg.MaxUploadBytes)
 	case s.uploaded+*m.Size > s.cfg.MaxSessionUploadBytes:
 		return refuse("file_too_large", "This page has uploaded %d bytes; the relay takes %d per visit.", s.uploaded, s.cfg.MaxSessionUploadBytes)
 	}
@@ -118,8 +119,21 @@ func (s *Session) startUpload(ctx context.Context, m *inbound) error {
 }
 
 // chunk takes one binary frame of the current upload; the frame's buffer
-// goes back to bufs.
+// goes back to bufs. A frame that would take the upload past its window
+// (a page that does not pace itself by upload_progress) is held instead,
+// and Run reads no more of the browser's messages until the upstream has
+// taken enough: the Space's pace becomes the page's, through TCP, and the
+// relay still holds at most the window. Run goes on serving the session's
+// jobs, pings and writes meanwhile.
 func (s *Session) chunk(b []byte) error {
+	if u := s.current; u != nil {
+		n := int64(len(b))
+		if n <= s.cfg.UploadChunkBytes && u.received+n <= u.size &&
+			u.received+n-u.sent.Load() > uploadWindow*s.cfg.UploadChunkBytes {
+			s.held = b
+			return nil
+		}
+	}
 	defer putBuf(b)
 	u := s.current
 	if u == nil {
@@ -135,8 +149,6 @@ func (s *Session) chunk(b []byte) error {
 		problem = fmt.Sprintf("upload: a frame of %d bytes is over the chunk limit of %d", n, s.cfg.UploadChunkBytes)
 	case u.received+n > u.size:
 		problem = fmt.Sprintf("upload: more than the %d bytes announced", u.size)
-	case u.received+n-u.sent.Load() > uploadWindow*s.cfg.UploadChunkBytes:
-		problem = "upload: more bytes in flight than upload_progress allows"
 	}
 	if problem != "" {
 		s.bad++
@@ -156,6 +168,15 @@ func (s *Session) chunk(b []byte) error {
 		s.current = nil // the next upload may start
 	}
 	return nil
+}
+
+// resume takes the held frame again, once the upstream took bytes or the
+// upload ended: it goes on, waits again, or (its upload over) passes as a
+// frame already on its way.
+func (s *Session) resume() error {
+	b := s.held
+	s.held = nil
+	return s.chunk(b)
 }
 
 // gather copies a frame's bytes into u's chunks, and hands each full one

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -213,8 +214,8 @@ func TestCancelMidUpload(t *testing.T) {
 }
 
 // Issue 12: while the upstream takes an upload slowly, pings are answered
-// and the session's other jobs go on; a page that sends more than the
-// window past the last upload_progress is refused.
+// and the session's other jobs go on, for a page that keeps within the
+// window past the last upload_progress.
 func TestSlowUploadBlocksNothingElse(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		gate := make(chan struct{})
@@ -230,12 +231,121 @@ func TestSlowUploadBlocksNothingElse(t *testing.T) {
 		h.expect("pong")
 		h.send(`{"type":"submit","id":"j","data":["x"]}`)
 		h.expect("accepted", "result")
-		h.sendBinary(make([]byte, chunk))
-		if m := h.expect("error")[0]; m["id"] != "u1" || m["code"] != "bad_request" {
-			t.Errorf("a fifth chunk in flight: %v, want bad_request for u1", m)
-		}
 		close(gate)
 	})
+}
+
+// PROTOCOL.md section 9: a page that sends past the window, not pacing
+// itself by upload_progress, is not refused. Its frame waits for the Space
+// to take a chunk, the relay reads nothing more of it meanwhile (so it
+// holds no more than the window) but goes on with the session's jobs, and
+// the file arrives whole.
+func TestUploadPastTheWindowWaits(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		gate := make(chan struct{})
+		up := &fakeUpstream{uploadGate: gate, script: func(ctx context.Context, _ upstream.Call, emit func(upstream.Event) error) error {
+			time.Sleep(time.Second) // a job that ends while the upload waits
+			return emit(&upstream.Completed{Data: []any{nil, "done"}})
+		}}
+		h := start(t, up, uploadConfig())
+		h.readAhead()
+		h.expect("hello")
+		h.send(`{"type":"submit","id":"j","data":["x"]}`)
+		h.expect("accepted")
+		data := pattern(8 * chunk)
+		sent := make(chan error, 1)
+		go func() { // a page that streams its frames as fast as it can
+			ctx := context.Background()
+			err := h.browser.Write(ctx, websocket.MessageText, fmt.Appendf(nil, `{"type":"upload","id":"u1","name":"a","size":%d}`, len(data)))
+			for i := 0; err == nil && i < 8; i++ {
+				err = h.browser.Write(ctx, websocket.MessageBinary, data[i*chunk:(i+1)*chunk])
+			}
+			if err == nil {
+				err = h.browser.Write(ctx, websocket.MessageText, []byte(`{"type":"ping"}`))
+			}
+			sent <- err
+		}()
+		synctest.Wait()
+		if n := len(h.inbox); n != 0 {
+			t.Fatalf("%d messages came while the Space took nothing, want none (no error, no pong yet): %v", n, h.recv())
+		}
+		time.Sleep(2 * time.Second)
+		if m := h.recv(); m["type"] != "result" || m["id"] != "j" {
+			t.Fatalf("while the upload waits: %v, want the other job's result", m)
+		}
+		gate <- struct{}{} // the Space takes a chunk: the relay reads on
+		synctest.Wait()
+		if m := h.recv(); m["type"] != "upload_progress" || m["received"] != float64(chunk) {
+			t.Errorf("after the Space took a chunk: %v, want its upload_progress", m)
+		}
+		if n := len(h.inbox); n != 0 {
+			t.Errorf("%d more messages, want none: the ping is still behind the frames", n)
+		}
+		close(gate)
+		seen := map[string]bool{}
+		for !seen["uploaded"] || !seen["pong"] {
+			m := h.recv()
+			if m["type"] == "error" {
+				t.Fatalf("error: %v", m)
+			}
+			seen[m["type"].(string)] = true
+		}
+		if err := <-sent; err != nil {
+			t.Fatal(err)
+		}
+		if _, _, files := up.snapshot(); len(files) != 1 || !bytes.Equal(files[0], data) {
+			t.Errorf("the Space got %d files, want the one, whole", len(files))
+		}
+	})
+}
+
+// A ping the browser cannot answer because its pong waits behind an
+// upload's frames, which the relay takes at the Space's pace, is no ping
+// timeout: the frames coming show the browser is there. (A browser's pong
+// queues behind what it has buffered; deafPings stands for that.)
+func TestPingBehindASlowUpload(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		gate := make(chan struct{})
+		up := &fakeUpstream{uploadGate: gate}
+		cfg := uploadConfig()
+		cfg.PingInterval = time.Second
+		h := startWith(t, up, cfg, func(c session.Conn) session.Conn { return deafPings{c} })
+		h.readAhead()
+		h.expect("hello")
+		done := make(chan struct{})
+		var space sync.WaitGroup
+		defer space.Wait()
+		defer close(done)
+		space.Go(func() { // the Space takes a chunk every 700 ms
+			for {
+				time.Sleep(700 * time.Millisecond)
+				select {
+				case gate <- struct{}{}:
+				case <-done:
+					return
+				}
+			}
+		})
+		start := time.Now()
+		h.upload("u1", pattern(16*chunk)) // the last frame goes after 12 chunks were taken
+		h.send(`{"type":"ping"}`)
+		for _, m := range h.until("pong") {
+			if m["type"] == "error" {
+				t.Errorf("error: %v", m)
+			}
+		}
+		if d := time.Since(start); d < 8*time.Second {
+			t.Errorf("the frames took %v, want the Space's pace (over 8 s, eight ping intervals)", d)
+		}
+	})
+}
+
+// deafPings is a socket on which no pong comes back.
+type deafPings struct{ session.Conn }
+
+func (deafPings) Ping(ctx context.Context) error {
+	<-ctx.Done()
+	return ctx.Err()
 }
 
 // Issue 12: a file the relay sent may be fed into the next job by its id:
@@ -459,5 +569,30 @@ func TestFileBudgetNoHoldAndWait(t *testing.T) {
 			t.Errorf("j: %v after %v, want over_capacity at once", m[len(m)-1], time.Since(begin))
 		}
 		slow.until("result")
+	})
+}
+
+// The Space's own upload limit (its /config's max_file_size), when lower
+// than the relay's, is the one hello says and the one checked: a file over
+// it is refused before any byte goes upstream.
+func TestSpacesOwnUploadLimit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		api := *testAPI
+		api.MaxFileSize = 1000
+		cfg := uploadConfig()
+		cfg.API = &api
+		up := &fakeUpstream{}
+		h := start(t, up, cfg)
+		h.readAhead()
+		if lim := h.expect("hello")[0]["limits"].(map[string]any); lim["max_upload_bytes"] != 1000.0 {
+			t.Errorf("hello's max_upload_bytes = %v, want the Space's 1000", lim["max_upload_bytes"])
+		}
+		h.send(`{"type":"upload","id":"u1","name":"a","size":1001}`)
+		if m := h.expect("error")[0]; m["id"] != "u1" || m["code"] != "file_too_large" {
+			t.Errorf("a file over the Space's limit: %v, want file_too_large", m)
+		}
+		if _, _, got := up.snapshot(); len(got) != 0 {
+			t.Errorf("%d uploads reached the upstream", len(got))
+		}
 	})
 }

@@ -370,8 +370,10 @@ func startUpstream(cfg config) (target string, stop func(), err error) {
 		return "", nil, fmt.Errorf("demo space: %w", err)
 	}
 	// A shared, refilling quota: a demo without tokens keeps working, and
-	// a job of over 300 steps shows ZeroGPU's quota error.
-	space := demospace.New(demospace.Config{QuotaSeconds: 300, QuotaRefill: 5 * time.Minute})
+	// a job of over 300 steps shows ZeroGPU's quota error. It takes the
+	// files the relay takes (its max_file_size would lower the relay's).
+	space := demospace.New(demospace.Config{QuotaSeconds: 300, QuotaRefill: 5 * time.Minute,
+		MaxUploadBytes: cfg.maxUploadBytes})
 	srv := &http.Server{Handler: space, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln) // returns when srv is closed
 	return "http://" + ln.Addr().String(), func() {
