@@ -79,6 +79,11 @@ export interface ConnectOptions {
    */
   uploadBuffer?: number;
   /**
+   * Time a token refresh request has to answer before it counts as failed
+   * (token_refresh_failed), in ms. Defaults to 10000.
+   */
+  refreshTimeout?: number;
+  /**
    * The fetch used for the token refresh (PROTOCOL.md section 6). Defaults
    * to globalThis.fetch.
    */

@@ -19,6 +19,7 @@ const DEFAULTS = {
   connectTimeout: 10_000,
   pingInterval: 20_000,
   pingTimeout: 10_000,
+  refreshTimeout: 10_000,
   maxWaiting: 16,
 };
 
@@ -153,6 +154,7 @@ export class Client extends EventTarget {
   // The visitor's token, from hello and the refresh route.
   #token = null; // {present, expiresAt, expiresIn, at, refresh}
   #refreshing = null; // the refresh in flight
+  #refreshWake = null; // ends a refresh's wait out of a 429 early: the connection went
   #tokenError = null; // why the last refresh failed
   // Jobs.
   #seq = 0;
@@ -621,15 +623,23 @@ export class Client extends EventTarget {
   // reported, never retried here.
   #refresh() {
     if (!this.#token?.refresh || this.#state === "closed") return Promise.resolve(false);
-    this.#refreshing ??= this.#doRefresh().finally(() => { this.#refreshing = null; });
+    if (!this.#refreshing) {
+      // #lost lets go of a refresh of an older connection: this one must
+      // not clear a newer one's when it ends.
+      const p = this.#doRefresh().finally(() => { if (this.#refreshing === p) this.#refreshing = null; });
+      this.#refreshing = p;
+    }
     return this.#refreshing;
   }
 
   async #doRefresh() {
     const conn = this.#conn;
     const { url, key } = this.#token.refresh;
+    // Bounded in time: a request that hangs would hold every submit whose
+    // token has expired (they wait for the refresh in flight).
     const post = () => this.#fetch(new URL(url, httpURL(this.#url)), {
       method: "POST", headers: { Authorization: `Bearer ${key}` }, credentials: "same-origin", cache: "no-store",
+      signal: globalThis.AbortSignal?.timeout?.(this.#opts.refreshTimeout),
     });
     let err = null;
     let body = null;
@@ -637,7 +647,10 @@ export class Client extends EventTarget {
       let res = await post();
       if (res.status === 429) {
         const wait = Math.min(REFRESH_WAIT_MAX, Math.max(1, Number(res.headers.get("Retry-After")) || 1));
-        await new Promise((resolve) => { this.#timers.refresh = setTimeout(resolve, wait * 1000); });
+        await new Promise((resolve) => {
+          this.#timers.refresh = setTimeout(resolve, wait * 1000);
+          this.#refreshWake = resolve; // #lost ends the wait if the connection goes first
+        });
         if (conn !== this.#conn) return false;
         res = await post();
       }
@@ -725,6 +738,13 @@ export class Client extends EventTarget {
   #lost(err) {
     this.#conn++;
     this.#pendingFile = null;
+    // A refresh under way belongs to the session that went (its URL and
+    // key): it is abandoned, so that the next connection's hello and submits
+    // do not wait for it. A fetch still out ends by itself (refreshTimeout)
+    // and is ignored.
+    this.#refreshing = null;
+    this.#refreshWake?.();
+    this.#refreshWake = null;
     const lost = err || new SpaceRelayError("connection_lost", "the connection to the relay was lost");
     const jobs = [...this.#active];
     this.#active.clear();
