@@ -152,7 +152,7 @@ export class Client extends EventTarget {
   #pings = []; // resolvers of outstanding pings, oldest first
   #pendingFile = null; // a file message waiting for its binary frame
   // The visitor's token, from hello and the refresh route.
-  #token = null; // {present, expiresAt, expiresIn, at, refresh}
+  #token = null; // {present, expiresAt, expiresIn, at, refresh, margin, letBe}
   #refreshing = null; // the refresh in flight
   #refreshWake = null; // ends a refresh's wait out of a 429 early: the connection went
   #tokenError = null; // why the last refresh failed
@@ -666,7 +666,12 @@ export class Client extends EventTarget {
       return false;
     }
     this.#tokenError = null;
-    this.#token = { ...this.#token, expiresAt: body?.expires_at ? new Date(body.expires_at) : null, expiresIn: num(body?.expires_in), at: now() };
+    const expiresIn = num(body?.expires_in);
+    const margin = this.#token.margin;
+    // letBe: the new token is inside the relay's margin already (see
+    // #onTokenExpiring).
+    const letBe = expiresIn !== null && margin != null && expiresIn <= margin;
+    this.#token = { ...this.#token, expiresAt: body?.expires_at ? new Date(body.expires_at) : null, expiresIn, at: now(), letBe };
     this.dispatchEvent(new CustomEvent("token", { detail: { ...this.token, refreshed: true } }));
     return true;
   }
@@ -876,7 +881,19 @@ export class Client extends EventTarget {
   #onTokenExpiring(m) {
     if (!this.#token) return;
     const left = num(m.expires_in);
-    if (left !== null) this.#token = { ...this.#token, expiresIn: left, at: now() };
+    const { letBe, margin } = this.#token;
+    // Each token_expiring has at most the relay's margin left, so the most
+    // any of them gave is as much as this page can know of the margin.
+    if (left !== null) this.#token = { ...this.#token, expiresIn: left, at: now(), margin: Math.max(margin ?? 0, left) };
+    this.#token.letBe = false;
+    // A refresh that brings a token with no more than that left (the
+    // visitor's tokens are that short, or the same expiry came back) is
+    // followed at once by token_expiring for the new token. Refreshing on
+    // it would only bring the same again, 429s in between: about two
+    // requests a second for as long as the page is open. So that one is
+    // let be; once the token has expired, the next submit refreshes first
+    // (#prepare).
+    if (letBe) return;
     this.#refresh();
   }
 

@@ -431,6 +431,38 @@ describe("spacerelay.js against a fake relay", () => {
       assert.deepEqual((await job.result).data, ["ok"]);
     });
 
+    test("a refresh that brings a token inside the margin: its token_expiring at once is let be; the next submit once it has expired refreshes first", T, async () => {
+      const MARGIN = 30;
+      let lifetime = 2; // the visitor's tokens live less than the relay's margin
+      fake.onConnection = (sock) => sock.hello(refreshable(lifetime));
+      fake.onRefresh = (req, res) => {
+        json(res, 200, { expires_at: null, expires_in: lifetime });
+        // As the relay does: token_expiring at once for a token with less than the margin left.
+        if (lifetime <= MARGIN) setTimeout(() => fake.sockets.at(-1).send({ type: "token_expiring", expires_in: lifetime }), 50);
+      };
+      const c = await open();
+      const sock = fake.sockets[0];
+      sock.send({ type: "token_expiring", expires_in: lifetime }); // hello's token is as short
+      await waitFor(() => fake.refreshes.length === 1, 5000, "the first refresh");
+      await new Promise((r) => setTimeout(r, 500));
+      await c.ping();
+      assert.equal(fake.refreshes.length, 1, "one refresh, not one after each token_expiring");
+      await waitFor(() => c.token.expiresIn === 0, 5000, "the token to expire");
+      answer(sock, (m, send) => result(send));
+      await c.predict("/echo", { prompt: "once it has expired" });
+      assert.equal(fake.refreshes.length, 2, "a refresh before the submit");
+      assert.ok(fake.refreshes[1].at <= sock.log.indexOf(sock.sent("submit")[0]), "the refresh came before the submit");
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(fake.refreshes.length, 2);
+      // A token that outlives the margin: its token_expiring, when it comes, is acted on.
+      lifetime = 300;
+      assert.equal(await c.refreshToken(), true);
+      const ev = nextToken(c);
+      sock.send({ type: "token_expiring", expires_in: MARGIN });
+      assert.equal((await ev).refreshed, true);
+      assert.equal(fake.refreshes.length, 4);
+    });
+
     test("after a reconnect, the new hello's token details replace the old", T, async () => {
       fake.onConnection = (sock) => sock.hello({ session: `s${fake.sockets.length}`, ...refreshable(50 * fake.sockets.length, `/v1/sessions/s${fake.sockets.length}/token`, `key${fake.sockets.length}`) });
       fake.onRefresh = (req, res) => json(res, 200, { expires_at: null, expires_in: 500 });
