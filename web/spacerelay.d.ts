@@ -420,7 +420,11 @@ export declare class Upload {
   /** Bytes the Space has taken (the relay's upload_progress). */
   readonly loaded: number;
   readonly status: "uploading" | "uploaded" | "error" | "cancelled";
-  /** Resolves when the relay has the whole file; rejects with a SpaceRelayError (file_too_large, connection_lost, cancelled, …). */
+  /**
+   * Resolves when the relay has the whole file; rejects with a
+   * SpaceRelayError (file_too_large, connection_lost, cancelled, …;
+   * bad_request at once from a relay without the "upload" feature).
+   */
   readonly done: Promise<Upload>;
   /** Stops the upload, unless an unfinished job uses it. */
   cancel(): void;

@@ -273,6 +273,10 @@ export class Client extends EventTarget {
       handle[END](new SpaceRelayError("not_connected", `cannot upload: the client is ${this.#state}`));
       return handle;
     }
+    if (!this.features.includes("upload")) {
+      handle[END](noUploads());
+      return handle;
+    }
     const rec = this.#uploadFor(blob, null);
     if (rec instanceof Error) handle[END](rec);
     else handle[CTL](rec, this);
@@ -433,9 +437,7 @@ export class Client extends EventTarget {
   }
 
   #fileRef(job, v) {
-    if (!this.features.includes("upload")) {
-      throw new SpaceRelayError("bad_request", "this relay does not take files from the page (its hello lists no \"upload\" feature)", { jobId: job.id });
-    }
+    if (!this.features.includes("upload")) throw noUploads(job.id);
     const blob = v instanceof Upload ? v.blob : v;
     const ref = fileRefs.get(blob);
     if (ref && ref.client === this && ref.conn === this.#conn) return { file: ref.id };
@@ -1137,6 +1139,11 @@ function uploadEvent(job, rec) {
 function jobError(err, jobId) {
   if (err instanceof SpaceRelayError) return new SpaceRelayError(err.code, err.message, { ...err, cause: err.cause, jobId });
   return new SpaceRelayError("internal", String(err?.message || err), { jobId, cause: err });
+}
+
+// noUploads is the refusal of a file for a relay that takes none.
+function noUploads(jobId = null) {
+  return new SpaceRelayError("bad_request", "this relay does not take files from the page (its hello lists no \"upload\" feature)", { jobId });
 }
 
 function refreshError(status, body) {

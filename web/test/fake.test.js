@@ -600,6 +600,20 @@ describe("spacerelay.js against a fake relay", () => {
       assert.equal(fake.sockets[0].sent("upload").length, 0);
     });
 
+    test("a relay without the upload feature: relay.upload(blob) rejects at once, and sends nothing", T, async () => {
+      fake.onConnection = (sock) => sock.hello({ features: ["token_refresh"] });
+      const c = await open();
+      const up = c.upload(new Blob(["x"]));
+      await assert.rejects(withTimeout(up.done, 1000, "the upload's end"), { code: "bad_request", message: /no "upload" feature/ });
+      assert.equal(up.status, "error");
+      assert.equal(up.id, null);
+      const again = c.upload(new Blob(["y"]));
+      await assert.rejects(withTimeout(again.done, 1000, "the second upload's end"), { code: "bad_request" });
+      await c.ping();
+      assert.equal(fake.sockets[0].sent("upload").length, 0);
+      assert.equal(fake.sockets[0].log.filter((m) => m.type === "binary").length, 0);
+    });
+
     test("the relay's upload error ends the job", T, async () => {
       const c = await open();
       const sock = fake.sockets[0];
