@@ -3,8 +3,9 @@
 // loads examples/prompt-to-image through the relay's --static, in front of
 // its embedded demo Space, and completes jobs: a queue position behind
 // another visitor, progress, the image; cancel; the quota error with its
-// countdown; the image input (the demo's /restyle); and, with the demo's
-// tokens that expire, a visit past two token lifetimes.
+// countdown; the image input (the demo's /restyle); with the demo's tokens
+// that expire, a visit past two token lifetimes; and, before any of it, a
+// Space the relay cannot reach, said in words with the retry's countdown.
 //
 // Run it with `task examples-test` (or `node --test examples/` after
 // `npm ci` in web/). Without Chromium it skips and says what is missing;
@@ -163,6 +164,33 @@ describe("examples/prompt-to-image in Chromium, served by --static", () => {
     }
     assert.equal(await page.isHidden("#error"), true);
     assert.deepEqual(problems, []);
+  });
+
+  test("a Space the relay cannot reach: the page says so in words, from /readyz, with the retry's countdown", T, async (t) => {
+    if (b.missing) return newPage(t);
+    const waiting = await startRelay({ ready: false, args: ["--static", site, "--upstream", "http://127.0.0.1:9", "--token-policy", "optional"] });
+    t.after(() => waiting.stop());
+    const context = await browser.newContext();
+    t.after(() => context.close().catch(() => {}));
+    const page = await context.newPage();
+    page.setDefaultTimeout(STEP);
+    const problems = [];
+    page.on("pageerror", (err) => problems.push(`page error: ${err.message}`));
+    page.on("console", (m) => m.type() === "error" && problems.push(`console: ${m.text()}`));
+    await page.goto(waiting.url + "/");
+    const shown = /^The Space is (starting|unavailable|asleep|paused), retrying in (\d+) s$/;
+    await page.waitForFunction((re) => new RegExp(re).test(document.querySelector("#connection").textContent), shown.source);
+    assert.equal(await page.getAttribute("#connection", "data-state"), "reconnecting");
+    const ready = await (await fetch(waiting.url + "/readyz")).json();
+    assert.equal(ready.ready, false);
+    assert.ok(ready.message, "the relay says why");
+    await page.waitForFunction((m) => document.querySelector("#status").textContent === m, ready.message);
+    const first = await page.textContent("#connection");
+    await page.waitForFunction((f) => document.querySelector("#connection").textContent !== f, first);
+    assert.match(await page.textContent("#connection"), /^The Space is \w+, retrying(?: in \d+ s|…)$/, "the countdown moves");
+    assert.equal(await page.isDisabled("#generate"), true, "nothing to run before the Space's endpoints are known");
+    assert.deepEqual(problems.filter((p) => !/status of 503|WebSocket connection to .* failed/.test(p)), [],
+      "only GET /readyz's 503 and the refused sockets");
   });
 
   test("an image input: the prompt goes with the image to the endpoint that takes one", T, async (t) => {
