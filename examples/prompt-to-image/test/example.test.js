@@ -57,13 +57,13 @@ describe("examples/prompt-to-image in Chromium, served by --static", () => {
     await relay?.stop();
   });
 
-  async function newPage(t) {
+  async function newPage(t, { width = 900, height = 1000, hasTouch = false } = {}) {
     if (b.missing) {
       if (process.env.CI === "true") assert.fail(`browser test under CI=true: ${b.missing}`);
       t.skip(b.missing);
       return null;
     }
-    const context = await browser.newContext({ viewport: { width: 900, height: 1000 } });
+    const context = await browser.newContext({ viewport: { width, height }, hasTouch, isMobile: hasTouch });
     const page = await context.newPage();
     page.setDefaultTimeout(STEP);
     page.problems = [];
@@ -85,6 +85,7 @@ describe("examples/prompt-to-image in Chromium, served by --static", () => {
     if (!page) return;
     assert.equal(await page.inputValue("#opt-steps"), "8", "a control per input of /generate, with its default");
     assert.match(await page.textContent("#token"), /No visitor token/, "the demo admits a page without a token");
+    assert.equal(await page.isVisible(".hint"), true, "the Ctrl+Enter hint, on a desktop");
 
     // Another visitor's two jobs run first (the demo Space runs one at a time).
     const other = await connect(relay.wsURL, { WebSocket: b.WebSocket });
@@ -164,6 +165,14 @@ describe("examples/prompt-to-image in Chromium, served by --static", () => {
     }
     assert.equal(await page.isHidden("#error"), true);
     assert.deepEqual(problems, []);
+  });
+
+  test("on a phone: no Ctrl+Enter hint, with no keyboard to press it on", T, async (t) => {
+    const page = await newPage(t, { width: 390, height: 800, hasTouch: true });
+    if (!page) return;
+    assert.equal(await page.isHidden(".hint"), true);
+    assert.equal(await page.isVisible("#generate"), true);
+    assert.deepEqual(page.problems, []);
   });
 
   test("a Space the relay cannot reach: the page says so in words, from /readyz, with the retry's countdown", T, async (t) => {
