@@ -79,6 +79,11 @@ export interface ConnectOptions {
    */
   uploadBuffer?: number;
   /**
+   * Time a token refresh request has to answer before it counts as failed
+   * (token_refresh_failed), in ms. Defaults to 10000.
+   */
+  refreshTimeout?: number;
+  /**
    * The fetch used for the token refresh (PROTOCOL.md section 6). Defaults
    * to globalThis.fetch.
    */
@@ -415,7 +420,11 @@ export declare class Upload {
   /** Bytes the Space has taken (the relay's upload_progress). */
   readonly loaded: number;
   readonly status: "uploading" | "uploaded" | "error" | "cancelled";
-  /** Resolves when the relay has the whole file; rejects with a SpaceRelayError (file_too_large, connection_lost, cancelled, …). */
+  /**
+   * Resolves when the relay has the whole file; rejects with a
+   * SpaceRelayError (file_too_large, connection_lost, cancelled, …;
+   * bad_request at once from a relay without the "upload" feature).
+   */
   readonly done: Promise<Upload>;
   /** Stops the upload, unless an unfinished job uses it. */
   cancel(): void;

@@ -19,6 +19,7 @@ const DEFAULTS = {
   connectTimeout: 10_000,
   pingInterval: 20_000,
   pingTimeout: 10_000,
+  refreshTimeout: 10_000,
   maxWaiting: 16,
 };
 
@@ -151,8 +152,9 @@ export class Client extends EventTarget {
   #pings = []; // resolvers of outstanding pings, oldest first
   #pendingFile = null; // a file message waiting for its binary frame
   // The visitor's token, from hello and the refresh route.
-  #token = null; // {present, expiresAt, expiresIn, at, refresh}
+  #token = null; // {present, expiresAt, expiresIn, at, refresh, margin, letBe}
   #refreshing = null; // the refresh in flight
+  #refreshWake = null; // ends a refresh's wait out of a 429 early: the connection went
   #tokenError = null; // why the last refresh failed
   // Jobs.
   #seq = 0;
@@ -269,6 +271,10 @@ export class Client extends EventTarget {
     const handle = new Upload(blob, options);
     if (this.#state !== "open") {
       handle[END](new SpaceRelayError("not_connected", `cannot upload: the client is ${this.#state}`));
+      return handle;
+    }
+    if (!this.features.includes("upload")) {
+      handle[END](noUploads());
       return handle;
     }
     const rec = this.#uploadFor(blob, null);
@@ -431,9 +437,7 @@ export class Client extends EventTarget {
   }
 
   #fileRef(job, v) {
-    if (!this.features.includes("upload")) {
-      throw new SpaceRelayError("bad_request", "this relay does not take files from the page (its hello lists no \"upload\" feature)", { jobId: job.id });
-    }
+    if (!this.features.includes("upload")) throw noUploads(job.id);
     const blob = v instanceof Upload ? v.blob : v;
     const ref = fileRefs.get(blob);
     if (ref && ref.client === this && ref.conn === this.#conn) return { file: ref.id };
@@ -621,15 +625,23 @@ export class Client extends EventTarget {
   // reported, never retried here.
   #refresh() {
     if (!this.#token?.refresh || this.#state === "closed") return Promise.resolve(false);
-    this.#refreshing ??= this.#doRefresh().finally(() => { this.#refreshing = null; });
+    if (!this.#refreshing) {
+      // #lost lets go of a refresh of an older connection: this one must
+      // not clear a newer one's when it ends.
+      const p = this.#doRefresh().finally(() => { if (this.#refreshing === p) this.#refreshing = null; });
+      this.#refreshing = p;
+    }
     return this.#refreshing;
   }
 
   async #doRefresh() {
     const conn = this.#conn;
     const { url, key } = this.#token.refresh;
+    // Bounded in time: a request that hangs would hold every submit whose
+    // token has expired (they wait for the refresh in flight).
     const post = () => this.#fetch(new URL(url, httpURL(this.#url)), {
       method: "POST", headers: { Authorization: `Bearer ${key}` }, credentials: "same-origin", cache: "no-store",
+      signal: globalThis.AbortSignal?.timeout?.(this.#opts.refreshTimeout),
     });
     let err = null;
     let body = null;
@@ -637,7 +649,10 @@ export class Client extends EventTarget {
       let res = await post();
       if (res.status === 429) {
         const wait = Math.min(REFRESH_WAIT_MAX, Math.max(1, Number(res.headers.get("Retry-After")) || 1));
-        await new Promise((resolve) => { this.#timers.refresh = setTimeout(resolve, wait * 1000); });
+        await new Promise((resolve) => {
+          this.#timers.refresh = setTimeout(resolve, wait * 1000);
+          this.#refreshWake = resolve; // #lost ends the wait if the connection goes first
+        });
         if (conn !== this.#conn) return false;
         res = await post();
       }
@@ -653,7 +668,12 @@ export class Client extends EventTarget {
       return false;
     }
     this.#tokenError = null;
-    this.#token = { ...this.#token, expiresAt: body?.expires_at ? new Date(body.expires_at) : null, expiresIn: num(body?.expires_in), at: now() };
+    const expiresIn = num(body?.expires_in);
+    const margin = this.#token.margin;
+    // letBe: the new token is inside the relay's margin already (see
+    // #onTokenExpiring).
+    const letBe = expiresIn !== null && margin != null && expiresIn <= margin;
+    this.#token = { ...this.#token, expiresAt: body?.expires_at ? new Date(body.expires_at) : null, expiresIn, at: now(), letBe };
     this.dispatchEvent(new CustomEvent("token", { detail: { ...this.token, refreshed: true } }));
     return true;
   }
@@ -725,6 +745,13 @@ export class Client extends EventTarget {
   #lost(err) {
     this.#conn++;
     this.#pendingFile = null;
+    // A refresh under way belongs to the session that went (its URL and
+    // key): it is abandoned, so that the next connection's hello and submits
+    // do not wait for it. A fetch still out ends by itself (refreshTimeout)
+    // and is ignored.
+    this.#refreshing = null;
+    this.#refreshWake?.();
+    this.#refreshWake = null;
     const lost = err || new SpaceRelayError("connection_lost", "the connection to the relay was lost");
     const jobs = [...this.#active];
     this.#active.clear();
@@ -856,7 +883,19 @@ export class Client extends EventTarget {
   #onTokenExpiring(m) {
     if (!this.#token) return;
     const left = num(m.expires_in);
-    if (left !== null) this.#token = { ...this.#token, expiresIn: left, at: now() };
+    const { letBe, margin } = this.#token;
+    // Each token_expiring has at most the relay's margin left, so the most
+    // any of them gave is as much as this page can know of the margin.
+    if (left !== null) this.#token = { ...this.#token, expiresIn: left, at: now(), margin: Math.max(margin ?? 0, left) };
+    this.#token.letBe = false;
+    // A refresh that brings a token with no more than that left (the
+    // visitor's tokens are that short, or the same expiry came back) is
+    // followed at once by token_expiring for the new token. Refreshing on
+    // it would only bring the same again, 429s in between: about two
+    // requests a second for as long as the page is open. So that one is
+    // let be; once the token has expired, the next submit refreshes first
+    // (#prepare).
+    if (letBe) return;
     this.#refresh();
   }
 
@@ -1100,6 +1139,11 @@ function uploadEvent(job, rec) {
 function jobError(err, jobId) {
   if (err instanceof SpaceRelayError) return new SpaceRelayError(err.code, err.message, { ...err, cause: err.cause, jobId });
   return new SpaceRelayError("internal", String(err?.message || err), { jobId, cause: err });
+}
+
+// noUploads is the refusal of a file for a relay that takes none.
+function noUploads(jobId = null) {
+  return new SpaceRelayError("bad_request", "this relay does not take files from the page (its hello lists no \"upload\" feature)", { jobId });
 }
 
 function refreshError(status, body) {

@@ -9,7 +9,7 @@
 // To choose the endpoints yourself, set data-endpoint and
 // data-image-endpoint on <body>.
 
-import { connect } from "/spacerelay.js";
+import { Client } from "/spacerelay.js";
 
 const $ = (id) => document.getElementById(id);
 const form = $("form");
@@ -20,8 +20,17 @@ let relay = null;
 let endpoints = { text: null, image: null };
 let current = null; // the job running, if any
 let countdown = 0; // the interval of a "try again in" countdown
+const retrying = { timer: 0, n: 0 }; // the "retrying in" countdown of the connection
 
 const CONNECTION = { connecting: "Connecting…", open: "Connected", reconnecting: "Reconnecting…", closed: "Disconnected" };
+// Why the relay turned the connection away for now (PROTOCOL.md section 1);
+// the client retries by itself.
+const REFUSED = {
+  too_many_sessions: "Too many tabs are open on this Space: close one",
+  over_capacity: "The relay is full",
+  shutting_down: "The relay is restarting",
+  upstream_unavailable: "The Space is starting",
+};
 const TITLES = {
   quota_exceeded: "Out of GPU quota",
   connection_lost: "Connection lost",
@@ -31,23 +40,69 @@ const TITLES = {
 
 main();
 
+// main listens to the client before it connects: a Space that sleeps keeps
+// the first connection waiting (the relay refuses it with a time to come
+// back, and the client retries), and the page says so meanwhile.
 async function main() {
-  try {
-    relay = await connect("/v1/ws");
-  } catch (err) {
-    setConnection("closed", err.message);
-    showError({ title: "The relay cannot be reached", message: err.message });
-    setStatus("");
-    return;
-  }
-  relay.on("statechange", ({ state, error }) => setConnection(state, error?.message));
-  relay.on("hello", setup); // after each reconnection
+  relay = new Client("/v1/ws");
+  relay.on("statechange", onState);
+  relay.on("hello", setup); // the first, and after each reconnection
   relay.on("token", (t) => {
     showToken();
     if (t.error) showError({ title: "Your session could not be renewed", message: "Reload the page to go on." });
   });
   setConnection(relay.state);
-  setup();
+  try {
+    await relay.ready;
+  } catch (err) {
+    showError({ title: err.code === "missing_token" ? "Sign-in needed" : "The relay cannot be reached", message: err.message });
+  }
+}
+
+// onState shows the connection in words, with a countdown while the
+// client waits to retry.
+function onState({ state, error, delay }) {
+  clearInterval(retrying.timer);
+  const n = ++retrying.n; // a /readyz answer for an older state is dropped
+  if (state !== "reconnecting") {
+    setConnection(state, state === "closed" && error ? `${CONNECTION.closed}: ${error.message}` : undefined);
+    return;
+  }
+  let title = REFUSED[error?.code] ?? "Connection lost";
+  const until = performance.now() + delay;
+  const tick = () => {
+    const s = Math.ceil((until - performance.now()) / 1000);
+    setConnection(state, s > 0 ? `${title}, retrying in ${s} s` : `${title}, retrying…`);
+  };
+  tick();
+  retrying.timer = setInterval(tick, 500);
+  if (error?.code === "upstream_unavailable") {
+    spaceState().then(([t, message]) => {
+      if (n !== retrying.n) return;
+      title = t;
+      tick();
+      if (message && !current) setStatus(message);
+    });
+  }
+}
+
+// spaceState asks the relay's /readyz what it knows of the Space while it
+// waits for it: asleep, paused, starting or unavailable, and the relay's
+// words for it.
+async function spaceState() {
+  try {
+    const r = await (await fetch("/readyz", { cache: "no-store" })).json();
+    const said = String(r.message || "");
+    const stage = String(r.stage || (/asleep|sleeping/i.test(said) ? "SLEEPING" : /paused/i.test(said) ? "PAUSED" : "")).toUpperCase();
+    const title = stage === "SLEEPING" ? "The Space is asleep"
+      : stage === "PAUSED" ? "The Space is paused"
+      : r.state === "starting" || /BUILD|START/.test(stage) ? "The Space is starting"
+      : r.state === "draining" ? "The relay is restarting"
+      : "The Space is unavailable";
+    return [title, said];
+  } catch {
+    return [REFUSED.upstream_unavailable, ""];
+  }
 }
 
 // setup builds the form from hello's endpoints.
@@ -266,10 +321,10 @@ function setProgress(fraction) {
   else bar.value = fraction;
 }
 
-function setConnection(state, why) {
+function setConnection(state, text = CONNECTION[state]) {
   const c = $("connection");
   c.dataset.state = state;
-  c.textContent = why && state !== "open" ? `${CONNECTION[state]}: ${why}` : CONNECTION[state];
+  c.textContent = text;
 }
 
 // showToken says whether the relay got this visitor's token: on a

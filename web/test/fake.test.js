@@ -369,6 +369,100 @@ describe("spacerelay.js against a fake relay", () => {
       assert.equal(fake.refreshes.length, 2);
     });
 
+    test("the connection drops while a refresh waits out a 429: the wait ends, and the next connection refreshes and submits", T, async () => {
+      fake.onConnection = (sock) => {
+        const n = fake.sockets.length;
+        sock.hello({ session: `s${n}`, ...refreshable(n === 1 ? 60 : 0, `/v1/sessions/s${n}/token`, `key${n}`) });
+      };
+      fake.onRefresh = (req, res) => (fake.refreshes.length === 1
+        ? json(res, 429, { error: { code: "rate_limited", message: "one a second" } }, { "Retry-After": "1" })
+        : json(res, 200, { expires_at: null, expires_in: 120 }));
+      let got429;
+      const waiting = new Promise((resolve) => { got429 = resolve; });
+      const c = await open({ fetch: async (...args) => {
+        const res = await fetch(...args);
+        if (res.status === 429) setTimeout(got429, 20); // the client has read it, and waits
+        return res;
+      } });
+      fake.sockets[0].send({ type: "token_expiring", expires_in: 30 });
+      await withTimeout(waiting, 5000, "the 429");
+      fake.sockets[0].ws.terminate();
+      await nextState(c, "open");
+      assert.equal(c.token.expiresIn, 0, "the new session's token has expired");
+      answer(fake.sockets[1], (m, send) => result(send));
+      const job = c.submit("/echo", { prompt: "after the drop" });
+      await fake.sockets[1].next("submit");
+      assert.deepEqual(fake.refreshes.map((r) => r.url), ["/v1/sessions/s1/token", "/v1/sessions/s2/token"]);
+      assert.deepEqual((await job.result).data, ["ok"]);
+      await new Promise((r) => setTimeout(r, 1200)); // past the old wait's Retry-After
+      assert.equal(fake.refreshes.length, 2, "the old session's refresh was given up");
+    });
+
+    test("a refresh request that never answers fails after refreshTimeout; the next one runs", T, async () => {
+      fake.onConnection = (sock) => sock.hello(refreshable(60));
+      fake.onRefresh = () => {}; // holds the request
+      const c = await open({ refreshTimeout: 300 });
+      const ev = nextToken(c, 3000);
+      fake.sockets[0].send({ type: "token_expiring", expires_in: 30 });
+      const d = await ev;
+      assert.equal(d.refreshed, false);
+      assert.equal(d.error.code, "token_refresh_failed");
+      assert.match(d.error.message, /the relay did not answer/);
+      fake.onRefresh = (req, res) => json(res, 200, { expires_at: null, expires_in: 120 });
+      assert.equal(await withTimeout(c.refreshToken(), 3000, "a second refresh"), true);
+      assert.equal(fake.refreshes.length, 2);
+    });
+
+    test("the connection drops while a refresh request hangs: the next connection's submit does not wait for it", T, async () => {
+      fake.onConnection = (sock) => {
+        const n = fake.sockets.length;
+        sock.hello({ session: `s${n}`, ...refreshable(n === 1 ? 60 : 0, `/v1/sessions/s${n}/token`, `key${n}`) });
+      };
+      fake.onRefresh = (req, res) => { if (fake.refreshes.length > 1) json(res, 200, { expires_at: null, expires_in: 120 }); }; // the first hangs
+      const c = await open();
+      fake.sockets[0].send({ type: "token_expiring", expires_in: 30 });
+      await waitFor(() => fake.refreshes.length === 1, 5000, "the first refresh request");
+      fake.sockets[0].ws.terminate();
+      await nextState(c, "open");
+      answer(fake.sockets[1], (m, send) => result(send));
+      const job = c.submit("/echo", { prompt: "after the drop" });
+      await fake.sockets[1].next("submit", 3000); // well before the hung request's refreshTimeout (10 s)
+      assert.deepEqual(fake.refreshes.map((r) => r.url), ["/v1/sessions/s1/token", "/v1/sessions/s2/token"]);
+      assert.deepEqual((await job.result).data, ["ok"]);
+    });
+
+    test("a refresh that brings a token inside the margin: its token_expiring at once is let be; the next submit once it has expired refreshes first", T, async () => {
+      const MARGIN = 30;
+      let lifetime = 2; // the visitor's tokens live less than the relay's margin
+      fake.onConnection = (sock) => sock.hello(refreshable(lifetime));
+      fake.onRefresh = (req, res) => {
+        json(res, 200, { expires_at: null, expires_in: lifetime });
+        // As the relay does: token_expiring at once for a token with less than the margin left.
+        if (lifetime <= MARGIN) setTimeout(() => fake.sockets.at(-1).send({ type: "token_expiring", expires_in: lifetime }), 50);
+      };
+      const c = await open();
+      const sock = fake.sockets[0];
+      sock.send({ type: "token_expiring", expires_in: lifetime }); // hello's token is as short
+      await waitFor(() => fake.refreshes.length === 1, 5000, "the first refresh");
+      await new Promise((r) => setTimeout(r, 500));
+      await c.ping();
+      assert.equal(fake.refreshes.length, 1, "one refresh, not one after each token_expiring");
+      await waitFor(() => c.token.expiresIn === 0, 5000, "the token to expire");
+      answer(sock, (m, send) => result(send));
+      await c.predict("/echo", { prompt: "once it has expired" });
+      assert.equal(fake.refreshes.length, 2, "a refresh before the submit");
+      assert.ok(fake.refreshes[1].at <= sock.log.indexOf(sock.sent("submit")[0]), "the refresh came before the submit");
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(fake.refreshes.length, 2);
+      // A token that outlives the margin: its token_expiring, when it comes, is acted on.
+      lifetime = 300;
+      assert.equal(await c.refreshToken(), true);
+      const ev = nextToken(c);
+      sock.send({ type: "token_expiring", expires_in: MARGIN });
+      assert.equal((await ev).refreshed, true);
+      assert.equal(fake.refreshes.length, 4);
+    });
+
     test("after a reconnect, the new hello's token details replace the old", T, async () => {
       fake.onConnection = (sock) => sock.hello({ session: `s${fake.sockets.length}`, ...refreshable(50 * fake.sockets.length, `/v1/sessions/s${fake.sockets.length}/token`, `key${fake.sockets.length}`) });
       fake.onRefresh = (req, res) => json(res, 200, { expires_at: null, expires_in: 500 });
@@ -504,6 +598,20 @@ describe("spacerelay.js against a fake relay", () => {
       const c = await open();
       await assert.rejects(c.predict("/echo", { image: new Blob(["x"]) }), { code: "bad_request", message: /no "upload" feature/ });
       assert.equal(fake.sockets[0].sent("upload").length, 0);
+    });
+
+    test("a relay without the upload feature: relay.upload(blob) rejects at once, and sends nothing", T, async () => {
+      fake.onConnection = (sock) => sock.hello({ features: ["token_refresh"] });
+      const c = await open();
+      const up = c.upload(new Blob(["x"]));
+      await assert.rejects(withTimeout(up.done, 1000, "the upload's end"), { code: "bad_request", message: /no "upload" feature/ });
+      assert.equal(up.status, "error");
+      assert.equal(up.id, null);
+      const again = c.upload(new Blob(["y"]));
+      await assert.rejects(withTimeout(again.done, 1000, "the second upload's end"), { code: "bad_request" });
+      await c.ping();
+      assert.equal(fake.sockets[0].sent("upload").length, 0);
+      assert.equal(fake.sockets[0].log.filter((m) => m.type === "binary").length, 0);
     });
 
     test("the relay's upload error ends the job", T, async () => {

@@ -3,8 +3,9 @@
 // loads examples/prompt-to-image through the relay's --static, in front of
 // its embedded demo Space, and completes jobs: a queue position behind
 // another visitor, progress, the image; cancel; the quota error with its
-// countdown; the image input (the demo's /restyle); and, with the demo's
-// tokens that expire, a visit past two token lifetimes.
+// countdown; the image input (the demo's /restyle); with the demo's tokens
+// that expire, a visit past two token lifetimes; and, before any of it, a
+// Space the relay cannot reach, said in words with the retry's countdown.
 //
 // Run it with `task examples-test` (or `node --test examples/` after
 // `npm ci` in web/). Without Chromium it skips and says what is missing;
@@ -56,13 +57,13 @@ describe("examples/prompt-to-image in Chromium, served by --static", () => {
     await relay?.stop();
   });
 
-  async function newPage(t) {
+  async function newPage(t, { width = 900, height = 1000, hasTouch = false } = {}) {
     if (b.missing) {
       if (process.env.CI === "true") assert.fail(`browser test under CI=true: ${b.missing}`);
       t.skip(b.missing);
       return null;
     }
-    const context = await browser.newContext({ viewport: { width: 900, height: 1000 } });
+    const context = await browser.newContext({ viewport: { width, height }, hasTouch, isMobile: hasTouch });
     const page = await context.newPage();
     page.setDefaultTimeout(STEP);
     page.problems = [];
@@ -84,6 +85,7 @@ describe("examples/prompt-to-image in Chromium, served by --static", () => {
     if (!page) return;
     assert.equal(await page.inputValue("#opt-steps"), "8", "a control per input of /generate, with its default");
     assert.match(await page.textContent("#token"), /No visitor token/, "the demo admits a page without a token");
+    assert.equal(await page.isVisible(".hint"), true, "the Ctrl+Enter hint, on a desktop");
 
     // Another visitor's two jobs run first (the demo Space runs one at a time).
     const other = await connect(relay.wsURL, { WebSocket: b.WebSocket });
@@ -163,6 +165,41 @@ describe("examples/prompt-to-image in Chromium, served by --static", () => {
     }
     assert.equal(await page.isHidden("#error"), true);
     assert.deepEqual(problems, []);
+  });
+
+  test("on a phone: no Ctrl+Enter hint, with no keyboard to press it on", T, async (t) => {
+    const page = await newPage(t, { width: 390, height: 800, hasTouch: true });
+    if (!page) return;
+    assert.equal(await page.isHidden(".hint"), true);
+    assert.equal(await page.isVisible("#generate"), true);
+    assert.deepEqual(page.problems, []);
+  });
+
+  test("a Space the relay cannot reach: the page says so in words, from /readyz, with the retry's countdown", T, async (t) => {
+    if (b.missing) return newPage(t);
+    const waiting = await startRelay({ ready: false, args: ["--static", site, "--upstream", "http://127.0.0.1:9", "--token-policy", "optional"] });
+    t.after(() => waiting.stop());
+    const context = await browser.newContext();
+    t.after(() => context.close().catch(() => {}));
+    const page = await context.newPage();
+    page.setDefaultTimeout(STEP);
+    const problems = [];
+    page.on("pageerror", (err) => problems.push(`page error: ${err.message}`));
+    page.on("console", (m) => m.type() === "error" && problems.push(`console: ${m.text()}`));
+    await page.goto(waiting.url + "/");
+    const shown = /^The Space is (starting|unavailable|asleep|paused), retrying in (\d+) s$/;
+    await page.waitForFunction((re) => new RegExp(re).test(document.querySelector("#connection").textContent), shown.source);
+    assert.equal(await page.getAttribute("#connection", "data-state"), "reconnecting");
+    const ready = await (await fetch(waiting.url + "/readyz")).json();
+    assert.equal(ready.ready, false);
+    assert.ok(ready.message, "the relay says why");
+    await page.waitForFunction((m) => document.querySelector("#status").textContent === m, ready.message);
+    const first = await page.textContent("#connection");
+    await page.waitForFunction((f) => document.querySelector("#connection").textContent !== f, first);
+    assert.match(await page.textContent("#connection"), /^The Space is \w+, retrying(?: in \d+ s|…)$/, "the countdown moves");
+    assert.equal(await page.isDisabled("#generate"), true, "nothing to run before the Space's endpoints are known");
+    assert.deepEqual(problems.filter((p) => !/status of 503|WebSocket connection to .* failed/.test(p)), [],
+      "only GET /readyz's 503 and the refused sockets");
   });
 
   test("an image input: the prompt goes with the image to the endpoint that takes one", T, async (t) => {

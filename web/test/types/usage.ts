@@ -5,7 +5,7 @@
 import { connect, Client, SpaceRelayError, Upload, type JobEvent, type TokenEvent, type StateChange } from "spacerelay";
 
 async function page(file: File): Promise<void> {
-  const relay = new Client("/v1/ws", { maxWaiting: 4, reconnect: { minDelay: 250 }, uploadBuffer: 1 << 20 });
+  const relay = new Client("/v1/ws", { maxWaiting: 4, reconnect: { minDelay: 250 }, uploadBuffer: 1 << 20, refreshTimeout: 5000 });
   relay.on("statechange", (d: StateChange) => {
     if (d.state === "reconnecting" && d.error?.code === "upstream_unavailable") console.log(`retrying in ${d.delay} ms`, d.error.retryAfter);
   });
