@@ -349,13 +349,14 @@ func (c *Client) cachedAPI() *API {
 }
 
 // cancel asks the upstream to cancel one job, with hc and header (the
-// visitor's), bounded in time. The job's completion, if any, comes on the
-// stream; the error says whether the upstream took the request.
-func (c *Client) cancel(hc *http.Client, header http.Header, api *API, hash string, fn int, eventID string) error {
+// visitor's), bounded in time by CancelTimeout and by ctx. The job's
+// completion, if any, comes on the stream; the error says whether the
+// upstream took the request.
+func (c *Client) cancel(ctx context.Context, hc *http.Client, header http.Header, api *API, hash string, fn int, eventID string) error {
 	if api == nil {
 		return errors.New("upstream: cancel before discovery")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.CancelTimeout)
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.CancelTimeout)
 	defer cancel()
 	body := map[string]any{"session_hash": hash, "fn_index": fn, "event_id": eventID}
 	return c.postJSON(ctx, hc, api.BaseURL+api.Prefix+"/cancel", "cancel", body, header, nil)
