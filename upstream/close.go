@@ -6,7 +6,8 @@ import "time"
 // HTTP transport that ends a request when its context ends, as Go's
 // does). The relay's shutdown waits for each session's Close before the
 // session counts as ended and is logged, all within its grace, 10 s by
-// default: 6 s leaves the rest of the shutdown 4 s. Each third of it is
+// default (relay.DefaultShutdownGrace): 6 s leaves the rest of the
+// shutdown 4 s. Each third of it is
 // far more than a healthy Space needs to answer a join or a cancel
 // (milliseconds).
 const CloseBound = 6 * time.Second
