@@ -75,11 +75,15 @@ type Client struct {
 	space  string   // "owner/name", or "" when Target is a URL
 	base   *url.URL // the app root, when Target is a URL
 	header http.Header
+	conns  *atomic.Int64 // connections open, if the Client dials them itself
 
+	// The API discovered last. Any goroutine reads it (cachedAPI, under
+	// mu); only the one discovery at a time that discover lets run
+	// (discoverShared) replaces it: the first, then each that finds the
+	// app changed.
 	discover singleflight.Group
-	mu       sync.Mutex
-	api      *API          // cached after the first successful discovery
-	conns    *atomic.Int64 // connections open, if the Client dials them itself
+	mu       sync.Mutex // guards api, nothing else
+	api      *API       // nil until a discovery succeeds
 }
 
 var spaceID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$`)

@@ -145,6 +145,8 @@ func (s *Session) Stream(ctx context.Context, call Call, fn func(Event) error) e
 
 // A Job is a call submitted to a Session. Follow it to its end.
 type Job struct {
+	// Static after Submit; Follow reads them on the caller's goroutine.
+	// (What run keeps of the job is in req, and in the job it joins.)
 	s    *Session
 	ctx  context.Context
 	api  *API
@@ -263,6 +265,8 @@ var errJobOver = errors.New("job over")
 
 // follower is one Stream's state while it hands events to fn.
 type follower struct {
+	// Owned by the goroutine that calls Follow (the caller's): made,
+	// used and dropped by Session.follow, which nothing else reaches.
 	t    *translator
 	fn   func(Event) error
 	held *Partial    // a partial output waiting (see partialHold)
