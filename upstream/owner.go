@@ -155,7 +155,8 @@ func (s *Session) startJoin() {
 	header := s.header.Clone()
 	token := header.Get("X-Ip-Token")
 	// The join runs to its end even if Stream gives up: a job the upstream
-	// queued must be known, to be cancelled.
+	// queued must be known, to be cancelled. Only Close cuts it short
+	// (closeJoinWait).
 	ctx, stop := context.WithTimeout(s.requests, joinTimeout)
 	req.stop = stop
 	s.spawn(func() func() {
