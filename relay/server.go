@@ -221,6 +221,12 @@ const (
 	DefaultMaxSessions = 10000
 	DefaultMaxPerToken = 4
 	DefaultFileMemory  = 256 << 20
+
+	// DefaultShutdownGrace is the time the relay's main gives Shutdown.
+	// It covers each session's teardown, whose longest part is its
+	// upstream Close (at most upstream.CloseBound, which a test keeps
+	// well below it).
+	DefaultShutdownGrace = 10 * time.Second
 )
 
 func (s *Server) rediscoverEvery() time.Duration {

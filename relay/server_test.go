@@ -13,6 +13,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/spacerelay/spacerelay/relay"
+	"github.com/spacerelay/spacerelay/upstream"
 )
 
 func TestRoutes(t *testing.T) {
@@ -51,6 +52,16 @@ func TestRoutes(t *testing.T) {
 	}
 	if got := metric(t, without, "spacerelay_sessions_open"); got != 0 {
 		t.Errorf("MetricsHandler: sessions_open = %v, want 0", got)
+	}
+}
+
+// The default grace covers a session's upstream Close with a third of it
+// to spare, for the HTTP server's shutdown before the sessions' and each
+// session's teardown after its Close: else a shutdown would end at its
+// deadline with sessions unlogged and their cancels cut.
+func TestShutdownGraceCoversUpstreamClose(t *testing.T) {
+	if upstream.CloseBound > relay.DefaultShutdownGrace*2/3 {
+		t.Errorf("upstream.CloseBound = %v, want at most 2/3 of DefaultShutdownGrace (%v)", upstream.CloseBound, relay.DefaultShutdownGrace)
 	}
 }
 

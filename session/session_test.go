@@ -526,7 +526,8 @@ func (b ctxBody) Read([]byte) (int, error) { <-b.ctx.Done(); return 0, b.ctx.Err
 func (b ctxBody) Close() error             { return nil }
 
 // A browser that leaves while a result's file downloads ends its session at
-// once: the download, on the upstream's stream reader, stops with it.
+// once: the download runs on the job's own goroutine (in its Follow
+// callback) under the job's context, and teardown ends that context.
 func TestTeardownStopsDownloads(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fake := &fakeUpstream{script: script(false, &upstream.Completed{Data: []any{file("/a.png")}})}

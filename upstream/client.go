@@ -75,11 +75,15 @@ type Client struct {
 	space  string   // "owner/name", or "" when Target is a URL
 	base   *url.URL // the app root, when Target is a URL
 	header http.Header
+	conns  *atomic.Int64 // connections open, if the Client dials them itself
 
+	// The API discovered last. Any goroutine reads it (cachedAPI, under
+	// mu); only the one discovery at a time that discover lets run
+	// (discoverShared) replaces it: the first, then each that finds the
+	// app changed.
 	discover singleflight.Group
-	mu       sync.Mutex
-	api      *API          // cached after the first successful discovery
-	conns    *atomic.Int64 // connections open, if the Client dials them itself
+	mu       sync.Mutex // guards api, nothing else
+	api      *API       // nil until a discovery succeeds
 }
 
 var spaceID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$`)
@@ -349,13 +353,14 @@ func (c *Client) cachedAPI() *API {
 }
 
 // cancel asks the upstream to cancel one job, with hc and header (the
-// visitor's), bounded in time. The job's completion, if any, comes on the
-// stream; the error says whether the upstream took the request.
-func (c *Client) cancel(hc *http.Client, header http.Header, api *API, hash string, fn int, eventID string) error {
+// visitor's), bounded in time by CancelTimeout and by ctx. The job's
+// completion, if any, comes on the stream; the error says whether the
+// upstream took the request.
+func (c *Client) cancel(ctx context.Context, hc *http.Client, header http.Header, api *API, hash string, fn int, eventID string) error {
 	if api == nil {
 		return errors.New("upstream: cancel before discovery")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.CancelTimeout)
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.CancelTimeout)
 	defer cancel()
 	body := map[string]any{"session_hash": hash, "fn_index": fn, "event_id": eventID}
 	return c.postJSON(ctx, hc, api.BaseURL+api.Prefix+"/cancel", "cancel", body, header, nil)

@@ -9,8 +9,7 @@ import (
 
 // Bounds of a session's requests and of the messages it keeps.
 const (
-	joinTimeout   = 30 * time.Second // one queue join
-	closeJoinWait = 5 * time.Second  // a join in flight when the session closes
+	joinTimeout = 30 * time.Second // one queue join
 	// maxEarly bounds the messages a Session keeps for event ids it does
 	// not know yet (a job's first messages can beat the answer to its
 	// join).
@@ -44,7 +43,6 @@ type joinReq struct {
 
 	// Owned by run.
 	stop     context.CancelFunc // ends its request, once it is out
-	bound    *time.Timer        // while closing: ends its request after closeJoinWait
 	job      *job               // once joined
 	flying   bool               // its request is out
 	joined   bool               // its request was answered
@@ -70,11 +68,15 @@ func (s *Session) run() {
 		case <-s.watchC():
 			s.watch = nil
 			s.checkStuck()
+		case <-s.close.timerC():
+			s.closeDue()
 		}
 	}
 	if s.watch != nil {
 		s.watch.Stop()
 	}
+	s.close.stopTimer()
+	s.cutRequests() // (they have all ended: this only frees the context)
 }
 
 func (s *Session) watchC() <-chan time.Time {
@@ -153,8 +155,9 @@ func (s *Session) startJoin() {
 	header := s.header.Clone()
 	token := header.Get("X-Ip-Token")
 	// The join runs to its end even if Stream gives up: a job the upstream
-	// queued must be known, to be cancelled.
-	ctx, stop := context.WithTimeout(context.Background(), joinTimeout)
+	// queued must be known, to be cancelled. Only Close cuts it short
+	// (closeJoinWait).
+	ctx, stop := context.WithTimeout(s.requests, joinTimeout)
 	req.stop = stop
 	s.spawn(func() func() {
 		id, err := s.postJoin(ctx, req, header)
@@ -188,9 +191,6 @@ func (s *Session) postJoin(ctx context.Context, req *joinReq, header http.Header
 // joinAnswered registers the joined job, or reports the failed join.
 func (s *Session) joinAnswered(req *joinReq, id, token string, err error) {
 	req.flying, req.joined = false, true
-	if req.bound != nil {
-		req.bound.Stop()
-	}
 	switch {
 	case err != nil:
 		req.reply <- joinReply{err: err}
@@ -369,8 +369,12 @@ func (s *Session) siblingRunning(j *job) bool {
 	return s.joinFlying() && s.joins[0].ep.fnIndex == j.fn
 }
 
-// sendCancel posts a cancel of j with fn, in the background.
+// sendCancel posts a cancel of j with fn, in the background; not once
+// Close's bound has passed, when it could only fail.
 func (s *Session) sendCancel(j *job, fn int) {
+	if s.close.cut() {
+		return
+	}
 	if fn != noFunction {
 		if s.fnCancel == nil {
 			s.fnCancel = make(map[int]int)
@@ -380,7 +384,7 @@ func (s *Session) sendCancel(j *job, fn int) {
 	header := s.header.Clone()
 	s.cancels++
 	s.spawn(func() func() {
-		err := s.c.cancel(s.http, header, j.api, s.hash, fn, j.id)
+		err := s.c.cancel(s.requests, s.http, header, j.api, s.hash, fn, j.id)
 		return func() { s.cancelAnswered(j, fn, err) }
 	})
 }

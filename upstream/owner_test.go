@@ -51,7 +51,7 @@ func TestCloseWaitsForJoinInFlight(t *testing.T) {
 		<-joining
 		closed := make(chan struct{})
 		go func() { s.Close(); close(closed) }()
-		time.Sleep(2 * time.Second)
+		time.Sleep(upstream.CloseBound / 6) // half the join's share of the bound
 		synctest.Wait()
 		select {
 		case <-closed:
@@ -72,7 +72,8 @@ func TestCloseWaitsForJoinInFlight(t *testing.T) {
 	})
 }
 
-// Issue 10: a join that never answers holds Close for closeJoinWait only.
+// Issue 10: a join that never answers holds Close for closeJoinWait only
+// (the first third of CloseBound).
 func TestCloseBoundsAJoinInFlight(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		joining := make(chan struct{})
@@ -86,8 +87,8 @@ func TestCloseBoundsAJoinInFlight(t *testing.T) {
 		<-joining
 		start := time.Now()
 		s.Close()
-		if d := time.Since(start); d != 5*time.Second {
-			t.Errorf("Close took %v, want the 5s bound", d)
+		if d, want := time.Since(start), upstream.CloseBound/3; d != want {
+			t.Errorf("Close took %v, want the join's bound, %v", d, want)
 		}
 		if err := <-errc; err == nil {
 			t.Error("the job's Stream succeeded")
@@ -286,6 +287,46 @@ func TestStalledStreamIsReplaced(t *testing.T) {
 		complete(t, t.Context(), s, upstream.Call{Data: []any{"second"}})
 		if d := time.Since(start); d > 0 {
 			t.Errorf("the second job took %v: it waited on the stalled stream", d)
+		}
+	})
+}
+
+// A stream that has missed a heartbeat (nothing for staleAfter, 20 s,
+// though Gradio sends one every 15 s) is not trusted with a job about to
+// join: it is closed, its jobs fail, and the new job gets a stream of its
+// own at once, not a failure at the 45 s idle limit.
+func TestSilentStreamIsReplacedWhenAJobJoins(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeApp{join: byPrompt(map[string]string{"first": "e1", "second": "e2"})}
+		firstClosed := make(chan time.Time, 1)
+		f.stream = func(w http.ResponseWriter, r *http.Request) {
+			if f.streams.Load() == 1 {
+				sse(w, `{"msg":"process_starts","event_id":"e1","eta":null}`)
+				<-r.Context().Done() // silent from here: no heartbeat
+				firstClosed <- time.Now()
+				return
+			}
+			sse(w, done("e2", `["second", null]`), `{"msg":"close_stream","event_id":null}`)
+		}
+		s := newMemClient(t, f).NewSession(nil)
+		defer s.Close()
+		first := make(chan error, 1)
+		go func() { _, err := run(t.Context(), s, upstream.Call{Data: []any{"first"}}); first <- err }()
+		synctest.Wait()
+		time.Sleep(21 * time.Second) // past staleAfter, short of the idle limit
+		start := time.Now()
+		complete(t, t.Context(), s, upstream.Call{Data: []any{"second"}})
+		if d := time.Since(start); d > 0 {
+			t.Errorf("the second job took %v: it waited on the silent stream", d)
+		}
+		if got := <-firstClosed; !got.Equal(start) {
+			t.Errorf("the silent stream closed %v after the second job came, want at once", got.Sub(start))
+		}
+		if err := <-first; upstream.CodeOf(err) != upstream.CodeUnavailable {
+			t.Errorf("the first job, on the silent stream: %v, want upstream_unavailable", err)
+		}
+		if n := f.streams.Load(); n != 2 {
+			t.Errorf("%d streams, want 2", n)
 		}
 	})
 }

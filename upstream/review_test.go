@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -126,6 +129,60 @@ func TestCredentialsStayHome(t *testing.T) {
 	d.Body.Close()
 	if v, _ := leaked.Load().(string); v != "" {
 		t.Errorf("the other host got credentials %q", v)
+	}
+}
+
+// A visitor's download redirected to another host takes none of the
+// visitor's credentials there (their token, their cookies) nor the
+// relay's HF token; one redirected within the Space keeps them all.
+func TestVisitorCredentialsStayHome(t *testing.T) {
+	f := &fakeApp{}
+	var mu sync.Mutex
+	got := map[string]http.Header{} // by host and path
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got[r.URL.Host+r.URL.Path] = r.Header.Clone()
+		mu.Unlock()
+		switch {
+		case r.URL.Host == "elsewhere.invalid":
+			io.WriteString(w, "png")
+		case r.URL.Path == "/gradio_api/file=/tmp/away.png":
+			http.SetCookie(w, &http.Cookie{Name: "visitor", Value: "v1", Path: "/"})
+			http.Redirect(w, r, "http://elsewhere.invalid/x.png", http.StatusFound)
+		case r.URL.Path == "/gradio_api/file=/tmp/moved.png":
+			http.SetCookie(w, &http.Cookie{Name: "visitor", Value: "v1", Path: "/"})
+			http.Redirect(w, r, "/gradio_api/file=/tmp/x.png", http.StatusFound)
+		default:
+			f.ServeHTTP(w, r)
+		}
+	})
+	c, err := upstream.New(upstream.Config{Target: "http://app.invalid", HFToken: "hf_secret", HTTP: inMemory(h)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.NewSession(http.Header{"X-Ip-Token": {"visitor-jwt"}})
+	defer s.Close()
+	for _, path := range []string{"/tmp/away.png", "/tmp/moved.png"} {
+		d, err := s.Download(t.Context(), upstream.FileData{Path: path}, 1<<20)
+		if err != nil {
+			t.Fatalf("Download(%s) = %v", path, err)
+		}
+		io.ReadAll(d.Body)
+		d.Body.Close()
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	away, home := got["elsewhere.invalid/x.png"], got["app.invalid/gradio_api/file=/tmp/x.png"]
+	if away == nil || home == nil {
+		t.Fatalf("requests seen: %v, want both redirects followed", slices.Sorted(maps.Keys(got)))
+	}
+	for _, k := range []string{"X-Ip-Token", "X-Hf-Authorization", "Authorization", "Cookie"} {
+		if v := away.Get(k); v != "" {
+			t.Errorf("the other host got %s: %q", k, v)
+		}
+	}
+	if home.Get("X-Ip-Token") != "visitor-jwt" || home.Get("X-Hf-Authorization") != "Bearer hf_secret" || home.Get("Cookie") != "visitor=v1" {
+		t.Errorf("redirected within the Space, the download went with %v, want the token, the HF token and the cookie", home)
 	}
 }
 

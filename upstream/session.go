@@ -35,6 +35,10 @@ type Session struct {
 	ctl  chan func()     // work for run
 	msgs chan fromReader // the stream readers' messages and ends, for run
 	done chan struct{}   // closed when run returns
+	// requests is the parent of the session's joins and cancels: Close
+	// ends it (cutRequests) at its bound, abandoning what is still out.
+	requests    context.Context
+	cutRequests context.CancelFunc
 
 	// Owned by run.
 	header   http.Header     // the visitor's headers, for requests from now on
@@ -93,6 +97,7 @@ func (c *Client) NewSession(header http.Header) *Session {
 		header: header.Clone(),
 		jobs:   make(map[string]*job),
 	}
+	s.requests, s.cutRequests = context.WithCancel(context.Background())
 	go s.run()
 	return s
 }
@@ -140,6 +145,8 @@ func (s *Session) Stream(ctx context.Context, call Call, fn func(Event) error) e
 
 // A Job is a call submitted to a Session. Follow it to its end.
 type Job struct {
+	// Static after Submit; Follow reads them on the caller's goroutine.
+	// (What run keeps of the job is in req, and in the job it joins.)
 	s    *Session
 	ctx  context.Context
 	api  *API
@@ -258,6 +265,8 @@ var errJobOver = errors.New("job over")
 
 // follower is one Stream's state while it hands events to fn.
 type follower struct {
+	// Owned by the goroutine that calls Follow (the caller's): made,
+	// used and dropped by Session.follow, which nothing else reaches.
 	t    *translator
 	fn   func(Event) error
 	held *Partial    // a partial output waiting (see partialHold)
@@ -329,17 +338,21 @@ func (s *Session) giveUp(j *job) {
 }
 
 // Close cancels the session's unfinished jobs upstream, closes its stream
-// and returns once every request and goroutine of the session has ended:
-// joins in flight are waited for (at most closeJoinWait) so that their
-// jobs are cancelled too, and each cancel is bounded by the Client's
-// CancelTimeout. Streams still running return ErrClosed at once. Close is
-// idempotent.
+// and returns once the session's own requests (joins, cancels, direct
+// calls, the stream) and goroutines have ended, within CloseBound: a join
+// in flight is waited for (for the first third of it) so that its job is
+// cancelled too, and what is still out at the bound is abandoned (its
+// request ended, its goroutine gone). Downloads and uploads are not
+// tracked: Close neither waits for nor ends them (their contexts do), and
+// after it new ones return ErrClosed. Streams still running return
+// ErrClosed at once. Close is idempotent.
 //
-// Queued jobs are taken out of the queue first, then the running ones are
-// cancelled, then the stream closes: in any other order a queued job can
-// start, and spend GPU time, on the way out. (Gradio before 6.14 cannot
-// take a job out of its queue: there the stream is closed first, which
-// drops the session's queued jobs once Gradio notices.)
+// Queued jobs are taken out of the queue first (waited for until two
+// thirds of the bound), then the running ones are cancelled, then the
+// stream closes: in any other order a queued job can start, and spend GPU
+// time, on the way out. (Gradio before 6.14 cannot take a job out of its
+// queue: there the stream is closed first, which drops the session's
+// queued jobs once Gradio notices.)
 func (s *Session) Close() error {
 	s.do(s.beginClose)
 	<-s.done

@@ -8,11 +8,14 @@ import (
 // translator turns one job's stream messages into Events. It keeps the
 // job's current outputs, to apply a generator's edit lists.
 type translator struct {
+	// Static after construction (in Session.follow).
 	api     *API
 	ep      *Endpoint
 	secrets []string // the visitor's token and the relay's: never in an app's error text
-	prev    []any    // full output values of the last process_generating
-	seen    bool     // a process_generating has arrived
+
+	// Owned by the follower that holds it, on Follow's goroutine.
+	prev []any // full output values of the last process_generating
+	seen bool  // a process_generating has arrived
 }
 
 // editLists reports whether the upstream sends a generator's updates

@@ -129,7 +129,7 @@ var flags = []struct{ name, kind, def, usage string }{
 	{"demo-token-ttl", kindDuration, "2m", "with the embedded demo Space: each visitor gets a JWT token of this lifetime, stamped afresh on every request as Hugging Face's proxy does; off: no tokens"},
 	{"write-timeout", kindDuration, session.DefaultWriteTimeout.String(), "time a browser has to take a message before it is disconnected"},
 	{"ping-interval", kindDuration, session.DefaultPingInterval.String(), "time between WebSocket pings; 0 or off: no pings"},
-	{"shutdown-grace", kindDuration, "10s", "time sessions get to close on SIGINT or SIGTERM"},
+	{"shutdown-grace", kindDuration, relay.DefaultShutdownGrace.String(), "time sessions get to close on SIGINT or SIGTERM"},
 	{"default-endpoint", kindText, "", "endpoint of a submit that names none (default: the app's only endpoint)"},
 	{"instance", kindText, "", "this relay's name among several behind one load balancer: session ids become NAME.uuid, for routing /v1/sessions/NAME.… to it (letters, digits, -)"},
 	{"metrics-listen", kindText, "", "address of a listener of its own for GET /metrics, e.g. 127.0.0.1:9090 (default: none)"},
