@@ -114,7 +114,7 @@ func (s *Server) watch() {
 }
 
 // suspectRedeploy makes watch ask the upstream at once: a job found that
-// the upstream no longer knew its session.
+// the upstream no longer knew its session, or could not reach it.
 func (s *Server) suspectRedeploy() {
 	select {
 	case s.redeploy <- struct{}{}:

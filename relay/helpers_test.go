@@ -107,6 +107,10 @@ func (j fakeJob) Follow(fn func(upstream.Event) error) error {
 	if len(j.call.Data) > 0 && j.call.Data[0] == lostSession {
 		return &upstream.Error{Code: upstream.CodeUnavailable, Message: "lost", Err: upstream.ErrSessionLost}
 	}
+	if len(j.call.Data) > 0 && j.call.Data[0] == unreachable {
+		return &upstream.Error{Code: upstream.CodeUnavailable, Message: "The Space cannot be reached right now.",
+			Err: errors.New("dial tcp 127.0.0.1:9: connect: connection refused")}
+	}
 	data := j.call.Data
 	if j.v.pad > 0 {
 		data = append(data, strings.Repeat("x", j.v.pad))
@@ -434,3 +438,7 @@ func runJob(t *testing.T, c *websocket.Conn) {
 // lostSession is the prompt whose job fails as a job does when the
 // upstream no longer knows the visitor's session (a sign of a redeploy).
 const lostSession = "lost-session"
+
+// unreachable is the prompt whose job fails as a job does when the Space
+// cannot be reached.
+const unreachable = "unreachable"

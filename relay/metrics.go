@@ -2,7 +2,6 @@ package relay
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net/http"
 	"time"
@@ -132,7 +131,10 @@ func (m *metrics) hooks() session.Hooks {
 func (s *Server) jobEnded(next func(session.JobStats)) func(session.JobStats) {
 	return func(st session.JobStats) {
 		next(st)
-		if errors.Is(st.Err, upstream.ErrSessionLost) {
+		if st.Code == string(upstream.CodeUnavailable) {
+			// The Space lost the visitor's session (a redeploy), or
+			// cannot be reached: /readyz is to say so now, not at the
+			// next poll.
 			s.suspectRedeploy()
 		}
 		level := slog.LevelDebug

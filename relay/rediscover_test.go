@@ -3,7 +3,9 @@ package relay_test
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -66,7 +68,9 @@ var redeployedAPI = &upstream.API{
 func TestRedeployRestartsSessions(t *testing.T) {
 	t.Parallel()
 	r := &redeployable{api: testAPI, calls: make(chan struct{}, 4)}
-	base := start(t, &relay.Server{Rediscover: r.rediscover, RediscoverEvery: time.Hour})
+	logs := &logBuffer{}
+	base := start(t, &relay.Server{Rediscover: r.rediscover, RediscoverEvery: time.Hour,
+		Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	waitReady(t, base)
 	c := dial(t, base, "tok", nil)
 	defer c.CloseNow()
@@ -75,6 +79,14 @@ func TestRedeployRestartsSessions(t *testing.T) {
 	_, _, err := c.Read(context.Background())
 	if websocket.CloseStatus(err) != websocket.StatusServiceRestart {
 		t.Errorf("the old API's session: %v, want close 1012", err)
+	}
+	// A redeploy is a normal end: logged at info, with no error.
+	eventually(t, "the session's end logged", func() bool { return strings.Contains(logs.String(), "session ended") })
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(l, "session ended") && (!strings.Contains(l, "level=INFO") ||
+			!strings.Contains(l, "outcome=upstream_changed") || strings.Contains(l, "err=")) {
+			t.Errorf("log: %s, want it at info as upstream_changed, without an error", l)
+		}
 	}
 	c2, err := tryDial(t, base, "tok", nil)
 	if err != nil {
@@ -127,4 +139,73 @@ func TestReadyzFollowsTheSpace(t *testing.T) {
 	trigger(t, c, r)
 	waitReady(t, base)
 	dial(t, base, "other", nil).CloseNow()
+}
+
+// A job that finds the Space unreachable makes the relay ask the Space
+// again at once, so /readyz says it is down without waiting for the poll.
+func TestUnreachableSpaceIsAskedAgain(t *testing.T) {
+	t.Parallel()
+	r := &redeployable{api: testAPI, calls: make(chan struct{}, 4)}
+	base := start(t, &relay.Server{Rediscover: r.rediscover, RediscoverEvery: time.Hour})
+	waitReady(t, base)
+	c := dial(t, base, "tok", nil)
+	defer c.CloseNow()
+	r.set(nil, &upstream.Error{Code: upstream.CodeUnavailable, Message: "The Space cannot be reached right now."})
+	write(t, c, `{"type":"submit","id":"j","data":["`+unreachable+`"]}`)
+	if m := read(t, c); m["type"] != "error" || m["code"] != "upstream_unavailable" {
+		t.Fatalf("the job's end = %v", m)
+	}
+	select {
+	case <-r.calls:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the relay did not ask the upstream again")
+	}
+	eventually(t, "/readyz 503", func() bool { return get(t, base+"/readyz").StatusCode == http.StatusServiceUnavailable })
+}
+
+// Issue 9.12: each job's end is logged, at debug, a failure at info with
+// its code; its cause (an address, a Go error) only at debug; never the
+// visitor's token.
+func TestJobEndsAreLogged(t *testing.T) {
+	t.Parallel()
+	for _, level := range []slog.Level{slog.LevelInfo, slog.LevelDebug} {
+		logs := &logBuffer{}
+		base := start(t, &relay.Server{Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level}))})
+		c := dial(t, base, "secret-token", nil)
+		write(t, c, `{"type":"submit","id":"ok","data":["x"]}`)
+		for m := read(t, c); m["type"] != "result"; m = read(t, c) {
+		}
+		write(t, c, `{"type":"submit","id":"bad","data":["`+unreachable+`"]}`)
+		if m := read(t, c); m["type"] != "error" {
+			t.Fatalf("the job's end = %v", m)
+		}
+		c.Close(websocket.StatusNormalClosure, "")
+		eventually(t, "the failure logged", func() bool { return strings.Contains(logs.String(), "job=bad") })
+		got := logs.String()
+		failed := lineWith(got, "job=bad")
+		if !strings.Contains(failed, "level=INFO") || !strings.Contains(failed, "msg=\"job ended\"") ||
+			!strings.Contains(failed, "outcome=error") || !strings.Contains(failed, "code=upstream_unavailable") {
+			t.Errorf("at %v, the failure's line: %s", level, failed)
+		}
+		if cause := strings.Contains(failed, "connection refused"); cause != (level == slog.LevelDebug) {
+			t.Errorf("at %v, the cause in the line: %v: %s", level, cause, failed)
+		}
+		if done := lineWith(got, "job=ok"); (done != "") != (level == slog.LevelDebug) ||
+			(done != "" && !strings.Contains(done, "outcome=completed")) {
+			t.Errorf("at %v, the completed job's line: %q", level, done)
+		}
+		if strings.Contains(got, "secret-token") {
+			t.Errorf("the log holds the token")
+		}
+	}
+}
+
+// lineWith is the first line of logs that contains s, or "".
+func lineWith(logs, s string) string {
+	for _, l := range strings.Split(logs, "\n") {
+		if strings.Contains(l, s) {
+			return l
+		}
+	}
+	return ""
 }

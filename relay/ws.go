@@ -120,14 +120,14 @@ func (s *Server) sessionConfig(id string, api *upstream.API, token, refreshKey s
 
 // logEnd logs a session's end, once. The normal ends are logged at info
 // without an error: a browser that left (a closed tab, 1000 or 1001; a
-// network that went; a ping not answered) and a shutdown. A browser that
-// broke a policy (1008, 1009) is a warning and an internal failure (1011)
-// an error, each with its err.
+// network that went; a ping not answered), a shutdown and a redeploy of
+// the Space (1012). A browser that broke a policy (1008, 1009) is a
+// warning and an internal failure (1011) an error, each with its err.
 func (s *Server) logEnd(id string, d time.Duration, jobs int, err error) {
 	code, out := session.CloseCode(err), outcome(err)
 	level := slog.LevelError
 	switch out {
-	case "client_gone", "shutdown", "ping_timeout":
+	case "client_gone", "shutdown", "ping_timeout", "upstream_changed":
 		level, err = slog.LevelInfo, nil
 	case "slow_consumer", "bad_messages", "message_too_big":
 		level = slog.LevelWarn
@@ -157,6 +157,7 @@ func outcome(err error) string {
 		{session.ErrProtocol, "bad_messages"},
 		{session.ErrTooBig, "message_too_big"},
 		{session.ErrPingTimeout, "ping_timeout"},
+		{session.ErrUpstreamChanged, "upstream_changed"},
 	} {
 		if errors.Is(err, o.err) {
 			return o.name
