@@ -133,6 +133,25 @@ func TestUnansweredPingsEndTheSession(t *testing.T) {
 	})
 }
 
+// Issue 9.12: with pings off (a negative interval: --ping-interval off), a
+// page that reads nothing is never pinged, so never dropped for not
+// answering.
+func TestNoPingsWhenOff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := start(t, &fakeUpstream{}, session.Config{PingInterval: -1, WriteTimeout: time.Hour})
+		h.expect("hello")
+		time.Sleep(time.Hour) // the page reads nothing
+		select {
+		case err := <-h.ended:
+			h.ended <- err
+			t.Fatalf("the session ended with pings off: %v", err)
+		default:
+		}
+		h.send(`{"type":"ping"}`)
+		h.expect("pong")
+	})
+}
+
 // Under backpressure a newer progress does not wipe out a pending preview:
 // each kind keeps its own newest message.
 func TestSlowBrowserKeepsPreviews(t *testing.T) {

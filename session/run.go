@@ -62,9 +62,12 @@ type Session struct {
 	done   chan struct{}     // closed when Run stops listening
 	cut    chan struct{}     // closed once a slow consumer's connection is closed
 
-	fileSeq   atomic.Int64 // file ids, shared by the jobs' goroutines
-	helpers   sync.WaitGroup
-	jobsGroup sync.WaitGroup
+	// Shared, safe for any goroutine.
+	fileSeq atomic.Int64 // file ids, shared by the jobs' goroutines
+
+	// Run starts helpers in these and, tearing down, waits for them.
+	helpers   sync.WaitGroup // the read loop and pings
+	jobsGroup sync.WaitGroup // jobs and uploads
 }
 
 // New returns a session for conn. cfg.API must be set.
