@@ -18,6 +18,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"path"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -367,6 +368,9 @@ func (s *Server) static(name string) http.HandlerFunc {
 		if s.Static == nil {
 			http.NotFound(w, r)
 			return
+		}
+		if ct, ok := siteTypes[path.Ext(name)]; ok { // the same on every system
+			w.Header().Set("Content-Type", ct)
 		}
 		http.ServeFileFS(w, r, s.Static, name)
 	}

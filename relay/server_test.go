@@ -29,7 +29,7 @@ func TestRoutes(t *testing.T) {
 	}{
 		{withStatic + "/", 200, "text/html", "<title>demo</title>"},
 		{withStatic + "/spacerelay.js", 200, "text/javascript", "export function connect"},
-		{withStatic + "/spacerelay.d.ts", 200, "", "declare function connect"},
+		{withStatic + "/spacerelay.d.ts", 200, "text/plain; charset=utf-8", "declare function connect"}, // not what the machine's MIME table says
 		{withStatic + "/index.html", 404, "", ""},
 		{withStatic + "/nothing", 404, "", ""},
 		{without + "/", 404, "", ""},
