@@ -51,8 +51,9 @@ type fileWrap struct {
 	rest map[string]any
 }
 
-// galleryWraps are a Gallery's items on every Gradio since 4: they hold a
-// captioned reference when the parameter's own form has no object for it.
+// galleryWraps are a Gallery's items on Gradio 5 and 6: the form of a
+// Gallery whose schema says nothing, and what holds a captioned reference
+// where the parameter's own form has no object for it.
 var galleryWraps = []fileWrap{
 	{"image", map[string]any{"caption": nil}},
 	{"video", map[string]any{"caption": nil}},
