@@ -71,7 +71,11 @@ func (v *fakeVisitor) Submit(ctx context.Context, call upstream.Call) (session.J
 	v.f.calls = append(v.f.calls, call)
 	v.f.tokens = append(v.f.tokens, v.header.Get("X-IP-Token"))
 	v.f.mu.Unlock()
-	j := &fakeJob{v: v, ctx: ctx, call: call, box: newFakeBox(), delay: v.f.joinDelay[first],
+	var delay time.Duration
+	if v.f.joinDelay != nil { // (a first input that is a list is no map key)
+		delay = v.f.joinDelay[first]
+	}
+	j := &fakeJob{v: v, ctx: ctx, call: call, box: newFakeBox(), delay: delay,
 		prev: v.last, accepted: make(chan struct{})}
 	v.last = j.accepted
 	return j, nil

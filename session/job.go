@@ -83,7 +83,7 @@ func (s *Session) submit(ctx context.Context, m *inbound) error {
 	if err != nil {
 		return s.sendError(&errorMsg{ID: id, Code: "bad_request", Message: err.Error()})
 	}
-	waits, err := s.resolveCall(&call)
+	waits, err := s.resolveCall(ep, &call)
 	if err != nil {
 		return s.sendError(upstreamError(id, err))
 	}

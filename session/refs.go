@@ -3,7 +3,6 @@ package session
 import (
 	"fmt"
 	"maps"
-	"strings"
 
 	"github.com/spacerelay/spacerelay/upstream"
 )
@@ -37,92 +36,52 @@ type pendingUpload struct{ u *upload }
 
 // resolveCall replaces {"upload":id} and {"file":id} in the call's inputs,
 // wherever they are (a gallery's items, a list of files), with the
-// upstream's FileData. It returns the uploads still arriving, which the
-// job waits for.
-func (s *Session) resolveCall(call *upstream.Call) ([]*upload, error) {
+// upstream's FileData, in the shape the endpoint's input takes it (see
+// upstream.Endpoint.PlaceFiles). It returns the uploads still arriving,
+// which the job waits for.
+func (s *Session) resolveCall(ep *upstream.Endpoint, call *upstream.Call) ([]*upload, error) {
 	var waits []*upload
 	var err error
-	var walk func(v any) any
-	walk = func(v any) any {
-		switch x := v.(type) {
-		case []any:
-			for i, e := range x {
-				x[i] = walk(e)
-			}
-		case map[string]any:
-			if r, isRef := s.reference(x, &waits); isRef {
-				if r == nil && err == nil {
-					err = s.badReference(x)
-				}
-				return r
-			}
-			for k, e := range x {
-				x[k] = walk(e)
-			}
+	ep.PlaceFiles(call, func(m map[string]any) (upstream.FileRef, bool) {
+		r, isRef := s.reference(m, &waits)
+		if isRef && r.File == nil && err == nil {
+			err = s.badReference(m)
 		}
-		return v
-	}
-	replaceInputs(call, walk)
+		return r, isRef
+	})
 	return waits, err
 }
 
-// reference resolves one {"upload":id} or {"file":id} object: isRef says
-// m is one; the result is nil for an id the session does not know. A
-// gallery item, as the relay sends one ({"file":id,"caption":c}), becomes
-// Gradio's ({"image":file,"caption":c}, or "video" for a video).
-func (s *Session) reference(m map[string]any, waits *[]*upload) (v any, isRef bool) {
-	caption, captioned := m["caption"]
-	if len(m) != 1 && !(len(m) == 2 && captioned) {
-		return nil, false
+// reference resolves one {"upload":id} or {"file":id} object, which may
+// have a caption besides, as the relay writes a gallery item: isRef says
+// m is one. Its File is nil for an id the session does not know, and an
+// upload still arriving stands as a pendingUpload.
+func (s *Session) reference(m map[string]any, waits *[]*upload) (r upstream.FileRef, isRef bool) {
+	r.Caption, r.HasCaption = m["caption"]
+	if len(m) != 1 && !(len(m) == 2 && r.HasCaption) {
+		return upstream.FileRef{}, false
 	}
-	if !captioned {
-		return s.fileOf(m, waits)
-	}
-	delete(m, "caption")
-	f, isRef := s.fileOf(m, waits)
-	m["caption"] = caption
-	if !isRef || f == nil {
-		return f, isRef
-	}
-	key := "image"
-	if strings.HasPrefix(s.mimeOf(m), "video/") {
-		key = "video"
-	}
-	return map[string]any{key: f, "caption": caption}, true
-}
-
-// mimeOf is the media type of the file a reference names, if known.
-func (s *Session) mimeOf(m map[string]any) string {
-	if id, ok := m["upload"].(string); ok && s.uploads[id] != nil {
-		return s.uploads[id].mime
-	}
-	if id, ok := m["file"].(string); ok {
-		return s.files.byID[id].MimeType
-	}
-	return ""
-}
-
-// fileOf resolves {"upload":id} or {"file":id}.
-func (s *Session) fileOf(m map[string]any, waits *[]*upload) (v any, isRef bool) {
 	if id, ok := m["upload"].(string); ok {
 		u := s.uploads[id]
-		switch {
-		case u == nil:
-			return nil, true
-		case u.file != nil:
-			return maps.Clone(u.file), true
+		if u == nil {
+			return r, true
 		}
-		*waits = append(*waits, u)
-		return pendingUpload{u}, true
+		r.MIME, r.Name = u.mime, u.name
+		if u.file != nil {
+			r.File = maps.Clone(u.file)
+		} else {
+			*waits = append(*waits, u)
+			r.File = pendingUpload{u}
+		}
+		return r, true
 	}
 	if id, ok := m["file"].(string); ok {
-		f, known := s.files.byID[id]
-		if !known {
-			return nil, true
+		if f, known := s.files.byID[id]; known {
+			r.File, r.MIME, r.Name = fileValue(f), f.MimeType, f.Name()
 		}
-		return fileValue(f), true
+		return r, true
 	}
-	return nil, false
+	return upstream.FileRef{}, false
 }
 
 func (s *Session) badReference(m map[string]any) error {

@@ -33,7 +33,19 @@ func (h *harness) sendBinary(b []byte) {
 // upload_progress. What it reads meanwhile stays for recv.
 func (h *harness) upload(id string, data []byte) {
 	h.t.Helper()
-	h.send(fmt.Sprintf(`{"type":"upload","id":%q,"name":"cat.png","mime":"image/png","size":%d}`, id, len(data)))
+	h.uploadAs(id, "cat.png", "image/png", data)
+}
+
+// uploadAs is upload of a file of that name and media type.
+func (h *harness) uploadAs(id, name, mime string, data []byte) {
+	h.t.Helper()
+	h.send(fmt.Sprintf(`{"type":"upload","id":%q,"name":%q,"mime":%q,"size":%d}`, id, name, mime, len(data)))
+	h.sendData(id, data)
+}
+
+// sendData sends an announced upload's bytes, as upload does.
+func (h *harness) sendData(id string, data []byte) {
+	h.t.Helper()
 	sent, received := 0, 0
 	for sent < len(data) {
 		n := min(chunk, len(data)-sent)

@@ -167,7 +167,7 @@ func testDiscovery(t *testing.T, sp space, c *upstream.Client) {
 		names = append(names, ep.Name)
 	}
 	// /add_message is queue=False: listed once the client serves direct calls.
-	want := "/bot_reply /chat /count /generate /preview /reset_count /restyle /ticks /whoami"
+	want := "/audio /bot_reply /chat /count /files /gallery /generate /preview /reset_count /restyle /ticks /video /whoami"
 	if got := strings.Join(names, " "); got != want && got != "/add_message "+want {
 		t.Errorf("endpoints = %s, want [/add_message] %s", got, want)
 	}

@@ -215,6 +215,8 @@ func (ep *Endpoint) setInputs(inputs []int, doc *endpointDoc, comps map[int]appC
 			p.describe(c.Type, readProps(c.Props), tr)
 		}
 		p.setSchema(d.Type)
+		files := readFileForm(p.schema, p.Component)
+		p.files = &files
 		ep.Inputs = append(ep.Inputs, p)
 	}
 	return nil

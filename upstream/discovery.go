@@ -86,6 +86,7 @@ type Param struct {
 	Schema json.RawMessage `json:"schema,omitempty"`
 
 	schema *jsonschema.Schema // Schema compiled, or nil: the value is not checked
+	files  *fileForm          // how it takes a file, read at discovery; nil for a Param made by hand
 }
 
 // Output is one output of an endpoint.

@@ -213,6 +213,19 @@ func liveCases(version string, image, doc map[string]any) []liveCase {
 		{"a FileData without a path", "/file_digest", []any{map[string]any{"meta": map[string]any{"_type": "gradio.FileData"}}}, `doc: "path" is missing`, false},
 		{"a translated label's input", "/greet", []any{"hello"}, "", false},
 		{"a number for a Textbox", "/greet", []any{42}, "g: expected a string, got a number (42)", true},
+		{"gallery items and several files", "/album", []any{[]any{map[string]any{"image": image, "caption": "a dot"}}, []any{doc, image}}, "", false},
+		{"a bare file as a gallery item", "/album", []any{[]any{image}, []any{doc}}, `pictures[0]: "image" is missing`, false},
+	}
+	video := map[string]any{"video": image, "subtitles": nil}
+	if strings.HasPrefix(version, "5.") {
+		// Gradio 5's Video holds its file in an object, Gradio 6's is the file.
+		cases = append(cases,
+			liveCase{"a Video's object", "/media", []any{doc, video}, "", false},
+			liveCase{"a bare file for a Video", "/media", []any{doc, image}, `video: "video" is missing`, false})
+	} else {
+		cases = append(cases,
+			liveCase{"a file for a Video", "/media", []any{doc, image}, "", false},
+			liveCase{"an object for a Video", "/media", []any{doc, video}, `video: "path" is missing`, false})
 	}
 	if strings.HasPrefix(version, "5.") {
 		// Gradio 5's messages hold their text as a string.

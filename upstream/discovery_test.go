@@ -114,7 +114,7 @@ func TestDiscoveryOfRealAnswers(t *testing.T) {
 			for _, ep := range api.Endpoints {
 				names = append(names, ep.Name)
 			}
-			want := "/add /chat /describe /file_digest /greet /history_length /image_info /media /remember /tally /turns"
+			want := "/add /album /chat /describe /file_digest /greet /history_length /image_info /media /remember /tally /turns"
 			if got := strings.Join(names, " "); got != want {
 				t.Errorf("endpoints = %s\nwant %s", got, want)
 			}

@@ -179,7 +179,7 @@ func checkEndpoints(t *testing.T, eps []endpointInfo) {
 	slices.Sort(names)
 	// The test Space of testdata/gradio/SPEC.md; /add_message (queue=False)
 	// is listed once discovery serves direct calls.
-	wantNames := "/bot_reply /chat /count /generate /preview /reset_count /restyle /ticks /whoami"
+	wantNames := "/audio /bot_reply /chat /count /files /gallery /generate /preview /reset_count /restyle /ticks /video /whoami"
 	if got := strings.Join(names, " "); got != wantNames && got != "/add_message "+wantNames {
 		t.Errorf("hello endpoints = %s, want [/add_message] %s", got, wantNames)
 	}

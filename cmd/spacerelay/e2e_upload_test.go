@@ -14,6 +14,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -22,6 +23,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"runtime"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -92,6 +94,109 @@ func testUpload(t *testing.T, e *upstreamEnv) {
 		mustSubmit(t, c, "j3", "/restyle", map[string]any{"image": map[string]any{"file": id}, "prompt": prompt2})
 		checkRestyle(t, c, "j3", img, f.bytes, prompt2)
 	})
+
+	t.Run("file inputs", func(t *testing.T) { testFileInputs(t, e) })
+}
+
+// testFileInputs sends files to a Gallery, a File of several files, an
+// Audio and a Video as spacerelay.js does, each a bare {"upload":id} (or
+// {"file":id}) wherever the input takes a file, and checks that the Space
+// got each file's bytes intact, in the shape its Gradio wants: the relay
+// puts a gallery's items in {"image"|"video": …} objects, and a Video in
+// {"video": …} on Gradio 5.
+func testFileInputs(t *testing.T, e *upstreamEnv) {
+	ctx := testCtx(t)
+	c := e.visitor(t, ctx)
+	_, dot := noisePNG(t, 24, 16, 14)
+	_, big := noisePNG(t, 300, 200, 15)
+	clip := bytes.Repeat([]byte("not really a video "), 1000)
+	tone := bytes.Repeat([]byte("RIFF and then some "), 500)
+	contents := map[string][]byte{"dot": dot, "big": big, "clip": clip, "tone": tone}
+	for _, u := range []struct{ id, name, mime string }{
+		{"dot", "dot.png", "image/png"}, {"big", "big.png", "image/png"},
+		{"clip", "clip.mp4", "video/mp4"}, {"tone", "tone.wav", ""}, // a browser may not know a type
+	} {
+		if end := mustStartUpload(t, c, u.id, u.name, u.mime, contents[u.id]).mustFinish(t); end.Type != "uploaded" {
+			t.Fatalf("upload %s ended with %s, want uploaded", u.id, end)
+		}
+	}
+	ref := func(id string) map[string]any { return map[string]any{"upload": id} }
+	mustSubmit(t, c, "gen", "/generate", map[string]any{"prompt": "into a gallery " + uuid.NewString(), "steps": 1, "width": 20, "height": 10})
+	msgs, files := mustJob(t, c, "gen")
+	out, ok := fileRef(msgs[len(msgs)-1].Data[0])
+	if !ok {
+		t.Fatalf("/generate's result %s has no file reference", msgs[len(msgs)-1])
+	}
+	contents["the result"] = files[out].bytes // fed back by its id, not sent again
+	for _, tc := range []struct {
+		endpoint string
+		inputs   map[string]any
+		want     []string // each file the Space got: its upload [kind [caption]]
+	}{
+		{"/gallery", map[string]any{"gallery": []any{ref("dot"), ref("clip"), map[string]any{"upload": "big", "caption": "a big one"}, map[string]any{"file": out}}},
+			[]string{"dot image", "clip video", "big image a big one", "the result image"}},
+		{"/files", map[string]any{"files": []any{ref("tone"), ref("clip"), ref("dot")}}, []string{"tone", "clip", "dot"}},
+		{"/audio", map[string]any{"audio": ref("tone")}, []string{"tone"}},
+		{"/video", map[string]any{"video": ref("clip")}, []string{"clip"}},
+	} {
+		id := "j" + tc.endpoint[1:]
+		mustSubmit(t, c, id, tc.endpoint, tc.inputs)
+		if got := checksumsOf(t, c, id, contents); !slices.Equal(got, tc.want) {
+			t.Errorf("%s %v: the Space got %q, want %q", tc.endpoint, tc.inputs, got, tc.want)
+		}
+	}
+
+	// A submit that names a file still arriving: it goes in its object once in.
+	late := bytes.Repeat([]byte("a late video "), 30000)
+	contents["late"] = late
+	u := mustStartUpload(t, c, "late", "late.webm", "video/webm", late)
+	mustSubmit(t, c, "jlate", "/video", map[string]any{"video": ref("late")})
+	if end := u.mustFinish(t); end.Type != "uploaded" {
+		t.Fatalf("upload late ended with %s, want uploaded", end)
+	}
+	if got := checksumsOf(t, c, "jlate", contents); !slices.Equal(got, []string{"late"}) {
+		t.Errorf("/video of an upload still arriving: the Space got %q, want the late upload", got)
+	}
+}
+
+// checksumsOf reads job id of a file endpoint to its result and names each
+// file the Space reported (SPEC.md): by the key of contents its sha256
+// is of, then its kind and caption, if it has them.
+func checksumsOf(t *testing.T, c *wsClient, id string, contents map[string][]byte) []string {
+	t.Helper()
+	msgs, _ := mustJob(t, c, id)
+	res := msgs[len(msgs)-1]
+	var text string
+	var report struct {
+		Count int
+		Files []struct {
+			Kind, SHA256 string
+			Caption      *string
+		}
+	}
+	if res.Type != "result" || len(res.Data) != 1 || json.Unmarshal(res.Data[0], &text) != nil || json.Unmarshal([]byte(text), &report) != nil {
+		t.Fatalf("job %s ended with %s, want a result with the Space's checksums\n%s", id, res, dump(msgs))
+	}
+	if report.Count != len(report.Files) {
+		t.Errorf("job %s: the Space reports %d files and lists %d", id, report.Count, len(report.Files))
+	}
+	sums := map[string]string{}
+	for name, b := range contents {
+		sum := sha256.Sum256(b)
+		sums[hex.EncodeToString(sum[:])] = name
+	}
+	var got []string
+	for _, f := range report.Files {
+		name := cmp.Or(sums[f.SHA256], "sha256 "+f.SHA256)
+		if f.Kind != "" {
+			name += " " + f.Kind
+		}
+		if f.Caption != nil {
+			name += " " + *f.Caption
+		}
+		got = append(got, name)
+	}
+	return got
 }
 
 // checkRestyle reads /restyle job id to its result and checks it: the Space

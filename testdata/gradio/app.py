@@ -400,6 +400,45 @@ def reset_count():
     return 0
 
 
+def checksums(files):
+    """The report of the file endpoints: how many files came, and what of
+    each (its sha256, and more for a gallery's items)."""
+    return json.dumps(
+        {"count": len(files), "files": files}, separators=(",", ":"), ensure_ascii=False
+    )
+
+
+def gallery_sums(gallery):
+    """A gallery: the kind, sha256 and caption of each item."""
+    files = []
+    for media, caption in gallery or []:
+        # type="pil": an image item comes as a PIL image, opened (lazily)
+        # from the uploaded file itself, a video item as its path; so the
+        # kind tells which object the item came in.
+        if isinstance(media, Image.Image):
+            with media:
+                kind, path = "image", media.filename
+        else:
+            kind, path = "video", media
+        files.append({"kind": kind, "sha256": file_sha256(path), "caption": caption})
+    return checksums(files)
+
+
+def file_sums(files):
+    """Several files: the sha256 of each."""
+    return checksums([{"sha256": file_sha256(f)} for f in files or []])
+
+
+def audio_sum(audio):
+    """An audio clip: its sha256."""
+    return checksums([{"sha256": file_sha256(audio)}] if audio else [])
+
+
+def video_sum(video):
+    """A video: its sha256."""
+    return checksums([{"sha256": file_sha256(video)}] if video else [])
+
+
 def build():
     """The Gradio app of SPEC.md."""
     with gr.Blocks(title="spacerelay test Space", analytics_enabled=False) as demo:
@@ -450,6 +489,7 @@ def build():
         build_restyle()
         build_chat()
         build_ticks()
+        build_files()
     demo.queue(default_concurrency_limit=1)
     return demo
 
@@ -497,6 +537,32 @@ def build_ticks():
         tick = gr.Textbox(label="tick")
         run = gr.Button("ticks")
     run.click(ticks, [n], [tick], api_name="ticks")
+
+
+def build_files():
+    # Each input hands the app the uploaded files themselves, never a
+    # converted copy: no format, and a Video takes only uploads (a webcam's
+    # is mirrored) with their sound, so Gradio runs no ffmpeg on them.
+    with gr.Tab("gallery"):
+        gallery = gr.Gallery(label="gallery", type="pil")
+        gallery_out = gr.Textbox(label="checksums")
+        run_gallery = gr.Button("gallery")
+    run_gallery.click(gallery_sums, [gallery], [gallery_out], api_name="gallery")
+    with gr.Tab("files"):
+        files = gr.File(label="files", file_count="multiple", type="filepath")
+        files_out = gr.Textbox(label="checksums")
+        run_files = gr.Button("files")
+    run_files.click(file_sums, [files], [files_out], api_name="files")
+    with gr.Tab("audio"):
+        audio = gr.Audio(label="audio", type="filepath", sources=["upload"])
+        audio_out = gr.Textbox(label="checksums")
+        run_audio = gr.Button("audio")
+    run_audio.click(audio_sum, [audio], [audio_out], api_name="audio")
+    with gr.Tab("video"):
+        video = gr.Video(label="video", sources=["upload"], include_audio=True)
+        video_out = gr.Textbox(label="checksums")
+        run_video = gr.Button("video")
+    run_video.click(video_sum, [video], [video_out], api_name="video")
 
 
 def create_app():

@@ -63,6 +63,26 @@ const (
 	idTick
 	idTicksButton
 	idTicksForm
+	idTabGallery // the file endpoints (media.go)
+	idGallery
+	idGalleryOut
+	idGalleryButton
+	idGalleryForm
+	idTabFiles
+	idFiles
+	idFilesOut
+	idFilesButton
+	idFilesForm
+	idTabAudio
+	idAudio
+	idAudioOut
+	idAudioButton
+	idAudioForm
+	idTabVideo
+	idVideo
+	idVideoOut
+	idVideoButton
+	idVideoForm
 )
 
 // node is one element of the layout tree.
@@ -71,7 +91,7 @@ type node struct {
 	children []node
 }
 
-var layout = node{0, []node{{idTabs, []node{
+var layout = node{0, []node{{idTabs, append([]node{
 	{idTabGenerate, []node{
 		{idGenerateForm, []node{{idPrompt, nil}, {idSteps, nil}, {idWidth, nil}, {idHeight, nil}}},
 		{idGenerateButton, nil}, {idImage, nil}, {idInfoForm, []node{{idInfo, nil}}},
@@ -92,7 +112,7 @@ var layout = node{0, []node{{idTabs, []node{
 	{idTabChatInterface, []node{{idChatForm2, []node{{idChatText, nil}}}, {idChatButton, nil},
 		{idChatResponse, nil}, {idChatState, nil}}},
 	{idTabTicks, []node{{idTicksForm, []node{{idTicksN, nil}, {idTick, nil}}}, {idTicksButton, nil}}},
-}}}}
+}, mediaLayout()...)}}}
 
 func (n node) json() object {
 	o := object{{"id", n.id}}

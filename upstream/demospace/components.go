@@ -7,9 +7,10 @@ import (
 
 // The components app.py added after its first four endpoints: /restyle's
 // image, slider and dropdown, the chat's Chatbot, the ChatInterface's
-// public /chat endpoint (its UI-only events are left out) and /ticks.
+// public /chat endpoint (its UI-only events are left out), /ticks and the
+// file endpoints.
 func moreComponents() []component {
-	return []component{
+	return append([]component{
 		tab(idTabReset, "reset count"),
 		button(idResetButton, "reset count"),
 		tab(idTabRestyle, "restyle"),
@@ -38,7 +39,7 @@ func moreComponents() []component {
 		textbox(idTick, "tick"),
 		button(idTicksButton, "ticks"),
 		form(idTicksForm),
-	}
+	}, mediaComponents()...)
 }
 
 func state(id int) component {
@@ -202,6 +203,12 @@ func pythonType(c component, input bool) object {
 		}
 	case "json":
 		typ, desc = "str | float | bool | list | dict", "any valid json"
+	case "gallery":
+		typ, desc = galleryPythonType, nil
+	case "file":
+		typ, desc = filesPythonType, nil
+	case "audio", "video":
+		typ, desc = "filepath", fileDataDescription
 	default:
 		typ = "Any"
 	}

@@ -27,7 +27,7 @@ type endpoint struct {
 }
 
 func (s *Space) newEndpoints() []*endpoint {
-	return []*endpoint{
+	return append([]*endpoint{
 		{index: 0, name: "generate", params: []string{"prompt", "steps", "width", "height"},
 			inputs: []int{idPrompt, idSteps, idWidth, idHeight}, outputs: []int{idImage, idInfo},
 			trigger: idGenerateButton, run: s.generate},
@@ -58,7 +58,7 @@ func (s *Space) newEndpoints() []*endpoint {
 		{index: 9, name: "ticks", params: []string{"n"}, description: "Counts n ticks, one per step.",
 			inputs: []int{idTicksN}, outputs: []int{idTick}, generator: true,
 			trigger: idTicksButton, run: s.ticks},
-	}
+	}, s.mediaEndpoints()...)
 }
 
 // A preprocessor turns one element of the join's data into the value the

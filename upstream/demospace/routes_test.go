@@ -52,7 +52,8 @@ func TestConfig(t *testing.T) {
 	}
 	want := "0:generate:[2 3 4 5]:[7 8]:public:false 1:preview:[12 13]:[15]:public:true 2:count:[18]:[19 18]:public:false 3:whoami:[]:[23]:public:false" +
 		" 4:reset_count:[]:[18]:public:false 5:restyle:[30 31 32 33]:[35 36]:public:false 6:add_message:[41 40]:[41 40]:public:false" +
-		" 7:bot_reply:[40 42]:[40]:public:true 8:chat:[45 46]:[47 46]:public:true 9:ticks:[51]:[52]:public:true"
+		" 7:bot_reply:[40 42]:[40]:public:true 8:chat:[45 46]:[47 46]:public:true 9:ticks:[51]:[52]:public:true" +
+		" 10:gallery:[56]:[57]:public:false 11:files:[61]:[62]:public:false 12:audio:[66]:[67]:public:false 13:video:[71]:[72]:public:false"
 	if got := strings.Join(deps, " "); got != want {
 		t.Errorf("dependencies = %s, want %s", got, want)
 	}
@@ -79,7 +80,7 @@ func TestInfo(t *testing.T) {
 		Named   map[string]map[string]json.RawMessage `json:"named_endpoints"`
 		Unnamed map[string]any                        `json:"unnamed_endpoints"`
 	}
-	if err := json.Unmarshal(raw, &info); err != nil || len(info.Named) != 10 || info.Unnamed == nil {
+	if err := json.Unmarshal(raw, &info); err != nil || len(info.Named) != 14 || info.Unnamed == nil {
 		t.Fatalf("info = %s (%v)", raw, err)
 	}
 	want := map[string]string{

@@ -3,8 +3,8 @@
 It has the shapes discovery must read from real Gradio (5.50.x and 6.31.x):
 a gr.ChatInterface (whose labels are translation objects), an event with
 queue=False, typed inputs (Number, Slider, Dropdown, Radio, CheckboxGroup,
-Chatbot, Image, File, Audio, Video), help texts, and an endpoint whose only
-output is a gr.State. Run it as
+Chatbot, Image, File, Audio, Video, Gallery, a File of several files), help
+texts, and an endpoint whose only output is a gr.State. Run it as
 
     python discovery_app.py --port 7860
 
@@ -99,6 +99,11 @@ def remember(text, state):
     return (state or []) + [text]
 
 
+def album(pictures, attachments):
+    """A Gallery and a File of several files: how many of each."""
+    return f"{len(pictures or [])} {len(attachments or [])}"
+
+
 def build():
     with gr.Blocks(title="spacerelay discovery app", analytics_enabled=False) as demo:
         if REDEPLOYED:  # first, so that every later function index moves
@@ -156,6 +161,11 @@ def build():
             note = gr.Textbox(label="note")
             notes = gr.State()
             gr.Button("remember").click(remember, [note, notes], [notes], api_name="remember")
+        with gr.Tab("album"):
+            pictures = gr.Gallery(label="pictures", type="filepath")
+            attachments = gr.File(label="attachments", file_count="multiple", type="filepath")
+            counts = gr.Textbox(label="counts")
+            gr.Button("album").click(album, [pictures, attachments], [counts], api_name="album")
     demo.queue(default_concurrency_limit=4)
     return demo
 

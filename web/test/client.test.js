@@ -76,7 +76,7 @@ describe("spacerelay.js against the relay", () => {
     assert.match(c.session, /^[0-9a-f-]{36}$/);
     // The test Space of testdata/gradio/SPEC.md; /add_message (queue=False) is listed once discovery serves direct calls.
     assert.deepEqual(c.endpoints.map((e) => e.name).filter((n) => n !== "/add_message"),
-      ["/bot_reply", "/chat", "/count", "/generate", "/preview", "/reset_count", "/restyle", "/ticks", "/whoami"]);
+      ["/audio", "/bot_reply", "/chat", "/count", "/files", "/gallery", "/generate", "/preview", "/reset_count", "/restyle", "/ticks", "/video", "/whoami"]);
     const gen = c.endpoint("/generate");
     assert.deepEqual(gen.inputs.map((i) => [i.name, i.type, i.required]), [
       ["prompt", "string", true], ["steps", "integer", false], ["width", "integer", false], ["height", "integer", false],
