@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 )
 
@@ -210,6 +211,13 @@ func readProps(raw json.RawMessage) props {
 // and that kind, as a file_types entry.
 var mediaTypes = map[string]string{"image": "image", "audio": "audio", "video": "video"}
 
+// defaultFileTypes are what the other components that take files accept
+// when their props give no file_types, in Gradio's own words: a Gallery
+// any image or video, a File (of one file or several) any file, which
+// Gradio calls "file". Without them a page could not tell that a Gallery
+// or a File of several files, whose type is "array", takes files.
+var defaultFileTypes = map[string][]string{"gallery": {"image", "video"}, "file": {"file"}}
+
 // choiceComponents have choices, and numericComponents bounds and a step.
 var (
 	choiceComponents  = map[string]bool{"dropdown": true, "radio": true, "checkboxgroup": true}
@@ -238,5 +246,7 @@ func (p *Param) describe(typ string, pr props, tr translations) {
 		p.FileTypes = []string{mediaTypes[typ]}
 	case len(pr.FileTypes) > 0:
 		p.FileTypes = pr.FileTypes
+	default:
+		p.FileTypes = slices.Clone(defaultFileTypes[typ])
 	}
 }

@@ -49,7 +49,10 @@ func TestPropsReadAnyShape(t *testing.T) {
 		{"number", `{"minimum":-1.5,"maximum":1e3,"step":0.5}`, `min -1.5 max 1000 step 0.5`},
 		{"image", `{"file_types":[".png"]}`, `types [image]`},
 		{"file", `{"file_types":[".txt",7,".md"]}`, `types [.txt .md]`},
-		{"file", `{"file_types":null}`, `types []`},
+		{"file", `{"file_types":null}`, `types [file]`},
+		{"file", `{"file_count":"multiple"}`, `types [file]`},
+		{"gallery", `{"file_types":null}`, `types [image video]`},
+		{"gallery", `{"file_types":["image"]}`, `types [image]`},
 		{"textbox", `[1,2]`, ``},
 		{"textbox", `{"info":{"key":"photo","_type":"translation_metadata"}}`, `info Photo`},
 	} {
@@ -61,7 +64,7 @@ func TestPropsReadAnyShape(t *testing.T) {
 			got = fmt.Sprint(choicesOf(p))
 		case numericComponents[tc.typ]:
 			got = fmt.Sprintf("min %v max %v step %v", deref(p.Minimum), deref(p.Maximum), deref(p.Step))
-		case tc.typ == "image" || tc.typ == "file":
+		case tc.typ == "image" || tc.typ == "file" || tc.typ == "gallery":
 			got = fmt.Sprintf("types %v", p.FileTypes)
 		case p.Info != "":
 			got = "info " + p.Info

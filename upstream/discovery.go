@@ -79,8 +79,9 @@ type Param struct {
 	Maximum *float64 `json:"maximum,omitempty"`
 	Step    *float64 `json:"step,omitempty"`
 	// FileTypes is what an upload for it should accept: "image", "audio"
-	// or "video" for those components, else a File's own list, such as
-	// ".png" and ".jpg".
+	// or "video" for those components; a Gallery's or a File's own list,
+	// such as ".png" and ".jpg", or without one "image" and "video" for a
+	// Gallery and "file" (any file) for a File.
 	FileTypes []string `json:"file_types,omitempty"`
 	// Schema is the JSON schema /info gives for the parameter's value.
 	Schema json.RawMessage `json:"schema,omitempty"`

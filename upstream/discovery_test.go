@@ -138,6 +138,8 @@ func TestDiscoveryOfRealAnswers(t *testing.T) {
 				{"/image_info", "strength", `{"name":"strength","label":"strength","type":"number","component":"Slider","required":false,"default":0.5,"minimum":0,"maximum":1,"step":0.01}`},
 				{"/file_digest", "doc", `{"name":"doc","label":"document","type":"file","component":"File","required":true,"file_types":[".txt",".md"]}`},
 				{"/media", "audio", `{"name":"audio","label":"voice","type":"file","component":"Audio","required":true,"file_types":["audio"]}`},
+				{"/album", "pictures", `{"name":"pictures","label":"pictures","type":"array","component":"Gallery","required":false,"default":[],"file_types":["image","video"]}`},
+				{"/album", "attachments", `{"name":"attachments","label":"attachments","type":"array","component":"File","required":true,"file_types":["file"]}`},
 			} {
 				p := param(t, api, tc.endpoint, tc.param)
 				if len(p.Schema) == 0 || !json.Valid(p.Schema) {

@@ -103,7 +103,11 @@ export interface EndpointInput {
   minimum?: number;
   maximum?: number;
   step?: number;
-  /** For a file input: what an upload should accept, e.g. ["image"] or [".png", ".jpg"]. */
+  /**
+   * For an input that takes files: what an upload should accept, e.g. ["image"], [".png", ".jpg"],
+   * ["image", "video"] (a Gallery's default) or ["file"] (any file). With type "array" the input
+   * takes a list of files (a Gallery, or a File of several files).
+   */
   file_types?: string[];
   /** The parameter's JSON schema, from the Space's API. */
   schema?: unknown;
