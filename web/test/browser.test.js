@@ -9,6 +9,7 @@
 
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { join, dirname, normalize } from "node:path";
@@ -467,6 +468,45 @@ try {
     noProblems(page);
   });
 
+  test("against the relay's /gallery and /files: several real files from one picker, each reaching the Space", T, async (t) => {
+    const page = await newPage(t);
+    if (!page) return;
+    const relay = await startRelay();
+    t.after(() => relay.stop());
+    await page.goto(relay.url + "/");
+    await page.waitForSelector('#conn[data-state="open"]');
+    await page.selectOption("#endpoint", "/gallery");
+    assert.deepEqual(await page.$eval("#file-gallery", (p) => [p.multiple, p.accept]), [true, "image/*,video/*"], "a Gallery takes several images or videos");
+    const pngs = [gradientPNG(96, 64), gradientPNG(64, 96)];
+    await page.setInputFiles("#file-gallery", pngs.map((buffer, i) => ({ name: `gallery-${i + 1}.png`, mimeType: "image/png", buffer })));
+    await page.waitForFunction(() => [...document.querySelectorAll(".drop .thumb img")].filter((i) => i.complete && i.naturalWidth > 0).length === 2);
+    assert.match(await page.textContent(".drop"), /2 images.*choose others/);
+    await shot(page, "gallery-picked");
+    await page.click("#generate");
+    await page.waitForFunction(() => /Done/.test(document.querySelector("#status").textContent));
+    // The demo's /gallery answers the kind and sha256 of each item it got.
+    const got = await page.textContent("#outputs");
+    assert.match(got, /count: 2/);
+    for (const png of pngs) assert.ok(got.includes(`{"kind":"image","sha256":"${sha256(png)}","caption":null}`), `${sha256(png)} in ${got}`);
+    await shot(page, "gallery-result");
+
+    // A File of several files takes any file: no accept, an icon for the text.
+    await page.selectOption("#endpoint", "/files");
+    assert.deepEqual(await page.$eval("#file-files", (p) => [p.multiple, p.accept]), [true, ""]);
+    const files = [{ name: "a.png", mimeType: "image/png", buffer: pngs[0] }, { name: "notes.txt", mimeType: "text/plain", buffer: Buffer.from("two files at once\n") }];
+    await page.setInputFiles("#file-files", files);
+    assert.match(await page.textContent(".drop"), /2 files/);
+    await page.click("#generate");
+    await page.waitForFunction(() => /Done/.test(document.querySelector("#status").textContent) && /count: 2/.test(document.querySelector("#outputs").textContent));
+    const sums = await page.textContent("#outputs");
+    for (const f of files) assert.ok(sums.includes(sha256(f.buffer)), `${f.name}'s sha256 in ${sums}`);
+    await page.emulateMedia({ colorScheme: "dark" });
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.waitForTimeout(400); // the colours' transitions
+    await shot(page, "files-phone-dark");
+    noProblems(page);
+  });
+
   test("against the relay's demo tokens: a page kept open past two token lifetimes completes a job each period", T, async (t) => {
     const page = await newPage(t);
     if (!page) return;
@@ -548,6 +588,10 @@ async function serveDir(dir, page) {
   await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address();
   return { port, url: `http://127.0.0.1:${port}`, close: () => new Promise((r) => { server.close(r); server.closeAllConnections(); }) };
+}
+
+function sha256(bytes) {
+  return createHash("sha256").update(bytes).digest("hex");
 }
 
 function withToken(token) {
