@@ -323,16 +323,28 @@ func testPreview(t *testing.T, sp space, c *upstream.Client) {
 	// the Space ends the job within the hold.
 	evs, err := run(testCtx(t), s, upstream.Call{Endpoint: "/preview", Inputs: map[string]any{"prompt": "preview fox", "steps": 5}})
 	res := result(t, evs, err)
-	partials := 0
+	partials, progress := 0, 0
 	for _, ev := range evs {
-		if p, ok := ev.(*upstream.Partial); ok {
+		switch ev := ev.(type) {
+		case *upstream.Partial:
 			partials++
-			f, ok := upstream.AsFile(p.Data[0])
+			f, ok := upstream.AsFile(ev.Data[0])
 			if !ok {
-				t.Fatalf("partial output = %#v, want a file", p.Data[0])
+				t.Fatalf("partial output = %#v, want a file", ev.Data[0])
 			}
 			download(t, c, f, 1<<20)
+		case *upstream.Progress:
+			// Of each step, as /generate's: a page counts the previews
+			// with it ("preview 2 of 5"). Gradio sends only the latest
+			// of those that come between two of its sends, so not all.
+			progress++
+			if bar := ev.Steps; len(bar) != 1 || bar[0].Length == nil || *bar[0].Length != 5 || bar[0].Unit == nil || *bar[0].Unit != "steps" {
+				t.Errorf("Progress %+v, want one bar of 5 steps", ev.Steps)
+			}
 		}
+	}
+	if progress == 0 {
+		t.Errorf("no progress: want /preview to report its steps")
 	}
 	// (That the last comes only as the result is TestLastPartialComesOnce's:
 	// on a loaded machine the Space may take longer than the hold to end.)

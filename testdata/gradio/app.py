@@ -229,7 +229,7 @@ async def generate(prompt, steps, width, height, request: gr.Request, progress=g
     return image, info
 
 
-async def preview(prompt, steps, request: gr.Request):
+async def preview(prompt, steps, request: gr.Request, progress=gr.Progress()):
     prompt = check_text(prompt)
     steps = whole_number(steps, 1, MAX_STEPS, "steps")
     caller = Caller(request)
@@ -237,6 +237,7 @@ async def preview(prompt, steps, request: gr.Request):
     try:
         full = render(prompt, PREVIEW_SIZE, PREVIEW_SIZE)
         for i in range(1, steps + 1):
+            progress((i - 1, steps), unit="steps")
             await asyncio.sleep(STEP_SECONDS)
             frame = full.copy()
             frame[PREVIEW_SIZE * i // steps :] = 0

@@ -249,6 +249,7 @@ func (s *Space) preview(c *call) ([]any, error) {
 
 func (s *Space) previewImages(c *call, prompt string, steps int) ([]any, error) {
 	for i := 1; i <= steps; i++ {
+		c.progress(i-1, steps)
 		if err := c.sleep(); err != nil {
 			return nil, err
 		}

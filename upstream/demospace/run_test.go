@@ -131,18 +131,23 @@ func TestAppErrors(t *testing.T) {
 	})
 }
 
-// /preview sends full values first, then Gradio's edit lists, and full
+// /preview reports the progress of each step before it, as /generate
+// does; it sends full values first, then Gradio's edit lists, and full
 // values again at the end.
 func TestPreviewEdits(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, Config{StepDelay: step})
 		id := h.join("p", 1, []any{"fox", 3})
 		ms := h.open("p").rest()
-		if k := kinds(ms); k != "estimation process_starts process_generating process_generating process_generating process_completed close_stream" {
+		if k := kinds(ms); k != "estimation process_starts progress process_generating progress process_generating progress process_generating process_completed close_stream" {
 			t.Fatalf("messages = %s", k)
 		}
 		var value map[string]any
-		for i, m := range ms[2:5] {
+		for i := range 3 {
+			p, m := ms[2+2*i], ms[3+2*i]
+			if want := fmt.Sprintf(`{"msg":"progress","event_id":"%s","progress_data":[{"index":%d,"length":3,"unit":"steps","progress":null,"desc":null}]}`, id, i); p.raw != want {
+				t.Errorf("progress %d =\n%s\nwant\n%s", i, p.raw, want)
+			}
 			out := m.output()
 			if out["is_generating"] != true || out["duration"] != 0.1 || m.fields["time_limit"] != nil {
 				t.Errorf("generating %d: %s", i, m.raw)
@@ -164,11 +169,11 @@ func TestPreviewEdits(t *testing.T) {
 				value[key] = e[2]
 			}
 		}
-		final := ms[5].output()["data"].([]any)[0].(map[string]any)
+		final := ms[8].output()["data"].([]any)[0].(map[string]any)
 		if fmt.Sprint(final) != fmt.Sprint(value) {
 			t.Errorf("final %v, edits give %v", final, value)
 		}
-		if d := ms[5].output()["duration"]; d != 0.0 {
+		if d := ms[8].output()["duration"]; d != 0.0 {
 			t.Errorf("final call duration = %v, want 0", d)
 		}
 		if j := h.journalOf("fox"); j != "started completed" || id == "" {
