@@ -468,6 +468,39 @@ try {
     noProblems(page);
   });
 
+  test("against the relay's /preview: the previews counted against the Space's steps, then the run's time", T, async (t) => {
+    const page = await newPage(t);
+    if (!page) return;
+    const relay = await startRelay();
+    t.after(() => relay.stop());
+    await page.goto(relay.url + "/");
+    await page.waitForSelector('#conn[data-state="open"]');
+    await page.selectOption("#endpoint", "/preview");
+    await record(page);
+    await page.fill("#prompt", "a fox, bit by bit");
+    await page.fill("#in-steps", "8");
+    const start = Date.now();
+    await page.click("#generate");
+    // Seen by a person, not only for an instant: each preview's status
+    // lasts until the next, through the progress of the step between.
+    await page.waitForFunction(() => /Rendering\s*· preview [1-7] of 8$/.test(document.querySelector("#status").textContent.trim()));
+    await shot(page, "preview-rendering");
+    await page.waitForFunction(() => /Done/.test(document.querySelector("#status").textContent));
+    const wall = (Date.now() - start) / 1000;
+    const seen = await page.evaluate(() => window.__seen);
+    const rendering = seen.status.filter((s) => /Rendering/.test(s));
+    assert.ok(rendering.length >= 2 && rendering.every((s) => /preview [1-7] of 8$/.test(s)), `previews counted: ${seen.status}`);
+    assert.ok(!seen.status.slice(seen.status.indexOf(rendering[0])).some((s) => /Generating/.test(s)), `no step after the first preview hides it: ${seen.status}`);
+    // The run's time: its eight steps of the demo's 100 ms, and no more than the test saw.
+    const status = (await page.textContent("#status")).trim();
+    const done = /^Done\s*· in ([\d.]+) s$/.exec(status);
+    assert.ok(done, `Done with a duration: ${status}`);
+    const took = Number(done[1]);
+    assert.ok(took >= 0.7 && took <= wall + 0.5, `in ${took} s (rounded), for eight steps of 0.1 s seen to take ${wall} s`);
+    assert.deepEqual(await page.$eval("#stage img", (i) => [i.naturalWidth, i.naturalHeight]), [128, 128]);
+    noProblems(page);
+  });
+
   test("against the relay's /gallery and /files: several real files from one picker, each reaching the Space", T, async (t) => {
     const page = await newPage(t);
     if (!page) return;
