@@ -45,12 +45,16 @@ type Session struct {
 	discard  int64 // bytes of frames to let pass for an upload refused at its announcement
 	// held is a frame of the current upload that came past its window: it
 	// waits for the upstream to take a chunk, and Run reads no more of
-	// the browser's messages meanwhile (see chunk).
-	held    []byte
-	taken   int64 // the browser's messages taken, for ping
-	bad     int   // bad messages in a row
-	pinging bool
-	ticks   int // starts at a random phase
+	// the browser's messages meanwhile (see chunk). holdTimer ends a hold
+	// the upstream does not move (see checkHold); holds counts them, for
+	// ping.
+	held      []byte
+	holdSent  int64 // the upload's sent when the hold began or last moved
+	holdTimer *time.Timer
+	holds     int64
+	bad       int // bad messages in a row
+	pinging   bool
+	ticks     int // starts at a random phase
 	// writeTimer bounds the write in progress: it cuts the connection if
 	// the write takes too long (see write).
 	writeTimer *time.Timer
@@ -186,6 +190,9 @@ func (s *Session) Run(ctx context.Context) error {
 func (s *Session) teardown(err error, stopHelpers context.CancelFunc) {
 	close(s.done)
 	s.token.stop()
+	if s.holdTimer != nil {
+		s.holdTimer.Stop()
+	}
 	upstreamClosed := make(chan struct{})
 	go func() { // cancels the jobs upstream, queued ones first
 		if s.visitor != nil {
@@ -273,7 +280,6 @@ func (s *Session) loop(ctx, hctx context.Context) error {
 				s.ping(hctx)
 			}
 		case m := <-in:
-			s.taken++
 			err = s.handle(hctx, m)
 		case f := <-s.work:
 			err = f()
@@ -430,14 +436,15 @@ func readError(err error) error {
 }
 
 // ping pings the browser in the background, unless a ping is in flight:
-// its answer comes to Run as work. No answer within the interval, and no
-// other message either, ends the session.
+// its answer comes to Run as work. No answer within the interval ends the
+// session, unless Run held an upload's frame meanwhile and so read no
+// pong.
 func (s *Session) ping(ctx context.Context) {
 	if s.pinging {
 		return
 	}
 	s.pinging = true
-	taken := s.taken
+	holds := s.holds
 	s.helpers.Go(func() {
 		pctx, cancel := context.WithTimeout(ctx, s.cfg.Pings.Interval())
 		defer cancel()
@@ -453,10 +460,11 @@ func (s *Session) ping(ctx context.Context) {
 		select {
 		case s.work <- func() error {
 			s.pinging = false
-			if errors.Is(err, ErrPingTimeout) && s.taken != taken {
-				// The browser's messages kept coming: it is there, and
-				// its pong waits behind them (an upload the Space takes
-				// more slowly than the page sends).
+			if errors.Is(err, ErrPingTimeout) && (s.held != nil || s.holds != holds) {
+				// Run stopped reading for an upload's frames (see
+				// chunk): the pong waits behind them, unread. A hold
+				// the upstream does not move ends by itself
+				// (checkHold), so this forgives no dead browser.
 				return nil
 			}
 			return err

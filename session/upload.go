@@ -7,6 +7,7 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/spacerelay/spacerelay/upstream"
 )
@@ -21,7 +22,17 @@ const (
 	uploadWindow = 4
 	// maxUploads bounds the uploads a session keeps.
 	maxUploads = 256
+	// holdStall ends a hold (see chunk) during which the upstream takes
+	// nothing: the upload fails, and Run reads the socket again, so that
+	// the page's other messages, a closed tab and pongs are seen. Well
+	// under the ping interval.
+	holdStall = 10 * time.Second
 )
+
+// errUploadStalled fails an upload whose upstream stopped taking bytes
+// while the page's frames waited.
+var errUploadStalled = &upstream.Error{Code: upstream.CodeUnavailable,
+	Message: "The Space stopped taking the file. Try again in a moment."}
 
 // upload is one file the page sends (PROTOCOL.md section 9). Its
 // goroutine streams the bytes Run hands it to the upstream's upload route.
@@ -130,7 +141,7 @@ func (s *Session) chunk(b []byte) error {
 		n := int64(len(b))
 		if n <= s.cfg.UploadChunkBytes && u.received+n <= u.size &&
 			u.received+n-u.sent.Load() > uploadWindow*s.cfg.UploadChunkBytes {
-			s.held = b
+			s.hold(u, b)
 			return nil
 		}
 	}
@@ -170,13 +181,55 @@ func (s *Session) chunk(b []byte) error {
 	return nil
 }
 
+// hold keeps frame b of u until the upstream has taken enough of u, and
+// arms holdTimer if the hold is new or the upstream moved since.
+func (s *Session) hold(u *upload, b []byte) {
+	if sent := u.sent.Load(); s.held == nil || sent != s.holdSent {
+		s.holdSent = sent
+		if s.holdTimer == nil {
+			s.holdTimer = time.AfterFunc(holdStall, func() {
+				select {
+				case s.work <- s.checkHold:
+				case <-s.done:
+				}
+			})
+		} else {
+			s.holdTimer.Reset(holdStall)
+		}
+	}
+	if s.held == nil {
+		s.holds++
+	}
+	s.held = b
+}
+
 // resume takes the held frame again, once the upstream took bytes or the
 // upload ended: it goes on, waits again, or (its upload over) passes as a
 // frame already on its way.
 func (s *Session) resume() error {
 	b := s.held
 	s.held = nil
-	return s.chunk(b)
+	err := s.chunk(b)
+	if s.held == nil && s.holdTimer != nil {
+		s.holdTimer.Stop()
+	}
+	return err
+}
+
+// checkHold ends a hold during which the upstream took nothing for
+// holdStall: the upload fails (the held frame then passes as one already
+// on its way). A hold the upstream moved waits on.
+func (s *Session) checkHold() error {
+	u := s.current
+	switch {
+	case s.held == nil || u == nil:
+		return nil
+	case u.sent.Load() != s.holdSent:
+		s.holdSent = u.sent.Load()
+		s.holdTimer.Reset(holdStall)
+		return nil
+	}
+	return s.failUpload(u, errUploadStalled)
 }
 
 // gather copies a frame's bytes into u's chunks, and hands each full one

@@ -313,14 +313,16 @@ func TestUploadPastTheWindowWaits(t *testing.T) {
 
 // A ping the browser cannot answer because its pong waits behind an
 // upload's frames, which the relay takes at the Space's pace, is no ping
-// timeout: the frames coming show the browser is there. (A browser's pong
-// queues behind what it has buffered; deafPings stands for that.)
+// timeout: the relay itself stopped reading. (A browser's pong queues
+// behind what it has buffered, and the relay reads no pong during a hold;
+// deafPings stands for that.)
 func TestPingBehindASlowUpload(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		gate := make(chan struct{})
 		up := &fakeUpstream{uploadGate: gate}
 		cfg := uploadConfig()
-		cfg.PingInterval = time.Second
+		cfg.PingInterval = 5 * time.Second
+		cfg.MaxUploadBytes, cfg.MaxSessionUploadBytes = 40*chunk, 40*chunk
 		h := startWith(t, up, cfg, func(c session.Conn) session.Conn { return deafPings{c} })
 		h.readAhead()
 		h.expect("hello")
@@ -338,18 +340,62 @@ func TestPingBehindASlowUpload(t *testing.T) {
 				}
 			}
 		})
+		data := pattern(40 * chunk)
 		start := time.Now()
-		h.upload("u1", pattern(16*chunk)) // the last frame goes after 12 chunks were taken
-		h.send(`{"type":"ping"}`)
-		for _, m := range h.until("pong") {
+		go streamUpload(h, "u1", data) // as fast as it can: the relay holds it back
+		for _, m := range h.until("uploaded") {
 			if m["type"] == "error" {
 				t.Errorf("error: %v", m)
 			}
 		}
-		if d := time.Since(start); d < 8*time.Second {
-			t.Errorf("the frames took %v, want the Space's pace (over 8 s, eight ping intervals)", d)
+		if d := time.Since(start); d < 25*time.Second {
+			t.Errorf("the upload took %v, want the Space's pace (over 25 s, five ping intervals)", d)
+		}
+		if _, _, files := up.snapshot(); len(files) != 1 || !bytes.Equal(files[0], data) {
+			t.Errorf("the Space got %d files, want the one, whole", len(files))
 		}
 	})
+}
+
+// A hold the Space does not move (it stopped taking the file) ends the
+// upload after holdStall, not the session: the relay reads the socket
+// again, the page's frames already sent pass, and its ping is answered.
+func TestStalledUploadEndsTheHold(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		up := &fakeUpstream{uploadGate: make(chan struct{})} // takes nothing
+		cfg := uploadConfig()
+		cfg.PingInterval = -1 // (a ping would wait on the page's blocked writer)
+		h := start(t, up, cfg)
+		h.readAhead()
+		h.expect("hello")
+		start := time.Now()
+		go func() {
+			streamUpload(h, "u1", pattern(8*chunk))
+			h.browser.Write(context.Background(), websocket.MessageText, []byte(`{"type":"ping"}`))
+		}()
+		m := h.until("error")
+		if e := m[len(m)-1]; e["id"] != "u1" || e["code"] != "upstream_unavailable" {
+			t.Errorf("the stalled upload: %v, want upstream_unavailable for u1", e)
+		}
+		if d := time.Since(start); d < 10*time.Second || d > 11*time.Second {
+			t.Errorf("it ended after %v, want holdStall (10 s)", d)
+		}
+		for _, m := range h.until("pong") {
+			if m["type"] == "error" {
+				t.Errorf("after: %v", m)
+			}
+		}
+	})
+}
+
+// streamUpload sends an upload and all its frames without waiting for
+// upload_progress, as a page that ignores the window does.
+func streamUpload(h *harness, id string, data []byte) {
+	ctx := context.Background()
+	err := h.browser.Write(ctx, websocket.MessageText, fmt.Appendf(nil, `{"type":"upload","id":%q,"name":"a","size":%d}`, id, len(data)))
+	for i := 0; err == nil && i < len(data); i += chunk {
+		err = h.browser.Write(ctx, websocket.MessageBinary, data[i:min(i+chunk, len(data))])
+	}
 }
 
 // deafPings is a socket on which no pong comes back.
