@@ -217,6 +217,11 @@ func (ep *Endpoint) setInputs(inputs []int, doc *endpointDoc, comps map[int]appC
 		p.setSchema(d.Type)
 		files := readFileForm(p.schema, p.Component)
 		p.files = &files
+		if p.Type == "object" && !files.list && len(files.wraps) > 0 {
+			// One file in an object of its own (Gradio 5's Video): to a
+			// page it is a file, which the relay wraps (PlaceFiles).
+			p.Type = "file"
+		}
 		ep.Inputs = append(ep.Inputs, p)
 	}
 	return nil
