@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"encoding/json"
 	"maps"
 	"mime"
 	"path"
@@ -134,8 +135,15 @@ func wrapOf(s *jsonschema.Schema) (fileWrap, bool) {
 	}
 	w.rest = map[string]any{}
 	for name, p := range s.Properties {
-		if name != w.key && p.Default != nil {
-			w.rest[name] = *p.Default
+		if name == w.key || p.Default == nil {
+			continue
+		}
+		// Only a scalar default is kept: every session's wrapped values
+		// share it, so it must be a value nothing can write into. (A
+		// key left out takes its default in the Space's own model.)
+		switch v := *p.Default; v.(type) {
+		case nil, bool, string, float64, json.Number:
+			w.rest[name] = v
 		}
 	}
 	return w, true

@@ -125,3 +125,20 @@ func TestPlaceFilesByPosition(t *testing.T) {
 		t.Errorf("a reference to no file placed as %s, want null", got)
 	}
 }
+
+// A wrapper's other properties come with their schema's scalar defaults;
+// one whose default is an object or a list is left out (the Space's model
+// fills it in), since every session's values would share it.
+func TestPlaceFilesKeepsScalarDefaultsOnly(t *testing.T) {
+	schema := `{"type":"array","items":{"type":"object","required":["image"],"properties":{
+		"image":{"type":"object","properties":{"path":{"type":"string"}},"required":["path"]},
+		"caption":{"default":null},"label":{"default":"x"},"tags":{"default":["a"]},"extra":{"default":{"k":1}}}}}`
+	files := map[string]upstream.FileRef{"png": {File: fileData("/tmp/a.png"), Name: "a.png", MIME: "image/png"}}
+	ep := &upstream.Endpoint{Name: "/g", Inputs: []upstream.Param{{Name: "g", Schema: []byte(schema)}}}
+	call := upstream.Call{Data: []any{[]any{map[string]any{"ref": "png"}}}}
+	ep.PlaceFiles(&call, refs(files))
+	want := `[[{"caption":null,"image":` + mustJSON(t, fileData("/tmp/a.png")) + `,"label":"x"}]]`
+	if got := mustJSON(t, call.Data); got != want {
+		t.Errorf("placed %s, want %s", got, want)
+	}
+}
