@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -369,7 +370,14 @@ func (s *Server) static(name string) http.HandlerFunc {
 			http.NotFound(w, r)
 			return
 		}
-		if ct, ok := siteTypes[path.Ext(name)]; ok { // the same on every system
+		ct, ok := siteTypes[path.Ext(name)] // the same on every system
+		if strings.HasSuffix(name, ".d.ts") {
+			// TypeScript types have no registered type, and the system's
+			// table may say anything (Qt's .ts on Debian): as text, a
+			// browser shows them.
+			ct, ok = "text/plain; charset=utf-8", true
+		}
+		if ok {
 			w.Header().Set("Content-Type", ct)
 		}
 		http.ServeFileFS(w, r, s.Static, name)

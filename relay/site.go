@@ -126,7 +126,6 @@ var siteTypes = map[string]string{
 	".woff": "font/woff", ".ttf": "font/ttf", ".otf": "font/otf", ".mp3": "audio/mpeg",
 	".wav": "audio/wav", ".ogg": "audio/ogg", ".mp4": "video/mp4", ".webm": "video/webm",
 	".glb": "model/gltf-binary",
-	".ts": "text/plain; charset=utf-8", // TypeScript (spacerelay.d.ts): no registered type; text shows in a browser
 }
 
 // cacheControl lets a browser keep a file with a hashed name for a year
