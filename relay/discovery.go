@@ -113,6 +113,10 @@ func (s *Server) watch() {
 	}
 }
 
+// suspectGap is the least time between two askings of the upstream for
+// jobs that could not reach it.
+const suspectGap = 5 * time.Second
+
 // suspectRedeploy makes watch ask the upstream at once: a job found that
 // the upstream no longer knew its session, or could not reach it.
 func (s *Server) suspectRedeploy() {

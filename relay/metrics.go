@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"time"
@@ -131,11 +132,17 @@ func (m *metrics) hooks() session.Hooks {
 func (s *Server) jobEnded(next func(session.JobStats)) func(session.JobStats) {
 	return func(st session.JobStats) {
 		next(st)
-		if st.Code == string(upstream.CodeUnavailable) {
-			// The Space lost the visitor's session (a redeploy), or
-			// cannot be reached: /readyz is to say so now, not at the
-			// next poll.
+		switch {
+		case errors.Is(st.Err, upstream.ErrSessionLost): // a redeploy
 			s.suspectRedeploy()
+		case st.Code == string(upstream.CodeUnavailable):
+			// The Space cannot be reached: /readyz is to say so now, not
+			// at the next poll. Once per suspectGap, however many jobs
+			// fail: a struggling Space gets no burst of requests.
+			now := time.Now().UnixNano()
+			if last := s.askedAt.Load(); now-last >= int64(suspectGap) && s.askedAt.CompareAndSwap(last, now) {
+				s.suspectRedeploy()
+			}
 		}
 		level := slog.LevelDebug
 		attrs := []slog.Attr{

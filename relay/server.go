@@ -202,6 +202,7 @@ type Server struct {
 	api      atomic.Pointer[upstream.API] // set once discovery succeeds
 	redeploy chan struct{}                // capacity 1: a job met a sign of a redeploy
 	state    atomic.Pointer[readiness]    // written by discover only
+	askedAt  atomic.Int64                 // when a job that found the Space unreachable last asked, unix ns
 
 	mu sync.Mutex
 	// Guarded by mu.
