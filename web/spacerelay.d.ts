@@ -80,7 +80,7 @@ export interface ConnectOptions {
   uploadBuffer?: number;
   /**
    * Time a token refresh request has to answer before it counts as failed
-   * (token_refresh_failed), in ms. Defaults to 10000.
+   * (token_refresh_failed), in ms. Defaults to 10000; 0 or Infinity: no bound.
    */
   refreshTimeout?: number;
   /**

@@ -172,7 +172,8 @@ export class Client extends EventTarget {
   constructor(url = "/v1/ws", options = {}) {
     super();
     this.#url = wsURL(url);
-    this.#opts = { ...DEFAULTS, ...options };
+    // An option given as undefined (a spread of a config) takes its default.
+    this.#opts = { ...DEFAULTS, ...Object.fromEntries(Object.entries(options ?? {}).filter(([, v]) => v !== undefined)) };
     this.#reconnect = options.reconnect === false ? null : { ...RECONNECT, ...(options.reconnect || {}) };
     this.#WebSocket = options.WebSocket || globalThis.WebSocket;
     this.#fetch = options.fetch || globalThis.fetch?.bind(globalThis);
@@ -641,7 +642,7 @@ export class Client extends EventTarget {
     // token has expired (they wait for the refresh in flight).
     const post = () => this.#fetch(new URL(url, httpURL(this.#url)), {
       method: "POST", headers: { Authorization: `Bearer ${key}` }, credentials: "same-origin", cache: "no-store",
-      signal: globalThis.AbortSignal?.timeout?.(this.#opts.refreshTimeout),
+      signal: timeoutSignal(this.#opts.refreshTimeout),
     });
     let err = null;
     let body = null;
@@ -1139,6 +1140,12 @@ function uploadEvent(job, rec) {
 function jobError(err, jobId) {
   if (err instanceof SpaceRelayError) return new SpaceRelayError(err.code, err.message, { ...err, cause: err.cause, jobId });
   return new SpaceRelayError("internal", String(err?.message || err), { jobId, cause: err });
+}
+
+// timeoutSignal aborts after ms, or never for a bound that is no positive
+// finite number (AbortSignal.timeout throws on those, or aborts at once).
+function timeoutSignal(ms) {
+  return Number.isFinite(ms) && ms > 0 ? globalThis.AbortSignal?.timeout?.(Math.ceil(ms)) : undefined;
 }
 
 // noUploads is the refusal of a file for a relay that takes none.

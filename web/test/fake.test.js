@@ -413,6 +413,16 @@ describe("spacerelay.js against a fake relay", () => {
       assert.equal(fake.refreshes.length, 2);
     });
 
+    test("refreshTimeout given as undefined, 0 or Infinity: refreshes still work", T, async () => {
+      fake.onConnection = (sock) => sock.hello(refreshable(60));
+      fake.onRefresh = (req, res) => json(res, 200, { expires_at: null, expires_in: 120 });
+      for (const refreshTimeout of [undefined, 0, Infinity]) {
+        const c = await open({ refreshTimeout });
+        assert.equal(await withTimeout(c.refreshToken(), 3000, `a refresh with refreshTimeout ${refreshTimeout}`), true, `refreshTimeout ${refreshTimeout}`);
+        c.close();
+      }
+    });
+
     test("the connection drops while a refresh request hangs: the next connection's submit does not wait for it", T, async () => {
       fake.onConnection = (sock) => {
         const n = fake.sockets.length;
