@@ -45,11 +45,12 @@ type Session struct {
 	discard  int64 // bytes of frames to let pass for an upload refused at its announcement
 	// held is a frame of the current upload that came past its window: it
 	// waits for the upstream to take a chunk, and Run reads no more of
-	// the browser's messages meanwhile (see chunk). holdTimer ends a hold
+	// the browser's messages meanwhile (see hold). holdTimer ends a hold
 	// the upstream does not move (see checkHold); holds counts them, for
 	// ping.
 	held      []byte
-	holdSent  int64 // the upload's sent when the hold began or last moved
+	holdSent  int64     // the upload's sent when the hold began or last moved
+	holdMoved time.Time // and when
 	holdTimer *time.Timer
 	holds     int64
 	bad       int // bad messages in a row
@@ -193,6 +194,7 @@ func (s *Session) teardown(err error, stopHelpers context.CancelFunc) {
 	if s.holdTimer != nil {
 		s.holdTimer.Stop()
 	}
+	s.cfg.Budget.release(int64(len(s.held))) // a frame still held (nothing if none)
 	upstreamClosed := make(chan struct{})
 	go func() { // cancels the jobs upstream, queued ones first
 		if s.visitor != nil {

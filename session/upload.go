@@ -131,19 +131,11 @@ func (s *Session) startUpload(ctx context.Context, m *inbound) error {
 
 // chunk takes one binary frame of the current upload; the frame's buffer
 // goes back to bufs. A frame that would take the upload past its window
-// (a page that does not pace itself by upload_progress) is held instead,
-// and Run reads no more of the browser's messages until the upstream has
-// taken enough: the Space's pace becomes the page's, through TCP, and the
-// relay still holds at most the window. Run goes on serving the session's
-// jobs, pings and writes meanwhile.
+// (a page that does not pace itself by upload_progress) is held instead
+// (see hold).
 func (s *Session) chunk(b []byte) error {
-	if u := s.current; u != nil {
-		n := int64(len(b))
-		if n <= s.cfg.UploadChunkBytes && u.received+n <= u.size &&
-			u.received+n-u.sent.Load() > uploadWindow*s.cfg.UploadChunkBytes {
-			s.hold(u, b)
-			return nil
-		}
+	if u := s.current; u != nil && s.pastWindow(u, int64(len(b))) {
+		return s.hold(u, b)
 	}
 	defer putBuf(b)
 	u := s.current
@@ -181,52 +173,69 @@ func (s *Session) chunk(b []byte) error {
 	return nil
 }
 
-// hold keeps frame b of u until the upstream has taken enough of u, and
-// arms holdTimer if the hold is new or the upstream moved since.
-func (s *Session) hold(u *upload, b []byte) {
-	if sent := u.sent.Load(); s.held == nil || sent != s.holdSent {
-		s.holdSent = sent
-		if s.holdTimer == nil {
-			s.holdTimer = time.AfterFunc(holdStall, func() {
-				select {
-				case s.work <- s.checkHold:
-				case <-s.done:
-				}
-			})
-		} else {
-			s.holdTimer.Reset(holdStall)
-		}
-	}
-	if s.held == nil {
-		s.holds++
-	}
-	s.held = b
+// pastWindow reports whether a good frame of n bytes would take u past its
+// window: more than uploadWindow chunks that the upstream has not taken.
+func (s *Session) pastWindow(u *upload, n int64) bool {
+	return n <= s.cfg.UploadChunkBytes && u.received+n <= u.size &&
+		u.received+n-u.sent.Load() > uploadWindow*s.cfg.UploadChunkBytes
 }
 
-// resume takes the held frame again, once the upstream took bytes or the
-// upload ended: it goes on, waits again, or (its upload over) passes as a
-// frame already on its way.
+// hold keeps frame b of u until the upstream has taken enough of u: Run
+// reads no more of the browser's messages meanwhile, so the Space's pace
+// becomes the page's, through TCP. Run goes on serving the session's jobs,
+// pings and writes. The frame counts in the relay's budget while held, as
+// the window's chunks do. A hold the upstream does not move for holdStall
+// fails the upload (checkHold).
+func (s *Session) hold(u *upload, b []byte) error {
+	if !s.cfg.Budget.tryAcquire(int64(len(b))) {
+		putBuf(b)
+		return s.failUpload(u, errNoRoom)
+	}
+	s.held, s.holds = b, s.holds+1
+	s.holdSent, s.holdMoved = u.sent.Load(), time.Now()
+	if s.holdTimer == nil {
+		s.holdTimer = time.AfterFunc(holdStall, func() {
+			select {
+			case s.work <- s.checkHold:
+			case <-s.done:
+			}
+		})
+	} else {
+		s.holdTimer.Reset(holdStall)
+	}
+	return nil
+}
+
+// resume looks at the held frame again, after each of Run's events: it
+// waits on while the upstream has not taken enough of its upload, and
+// otherwise (room, or the upload over) goes on as any frame.
 func (s *Session) resume() error {
+	if u := s.current; u != nil && s.pastWindow(u, int64(len(s.held))) {
+		if sent := u.sent.Load(); sent != s.holdSent {
+			s.holdSent, s.holdMoved = sent, time.Now()
+		}
+		return nil
+	}
 	b := s.held
 	s.held = nil
-	err := s.chunk(b)
-	if s.held == nil && s.holdTimer != nil {
-		s.holdTimer.Stop()
-	}
-	return err
+	s.holdTimer.Stop()
+	s.cfg.Budget.release(int64(len(b)))
+	return s.chunk(b)
 }
 
-// checkHold ends a hold during which the upstream took nothing for
-// holdStall: the upload fails (the held frame then passes as one already
-// on its way). A hold the upstream moved waits on.
+// checkHold ends a hold that the upstream has not moved for holdStall:
+// the upload fails (and the held frame then passes as one already on its
+// way). For a hold that moved since, the timer is armed again.
 func (s *Session) checkHold() error {
 	u := s.current
-	switch {
-	case s.held == nil || u == nil:
+	if s.held == nil || u == nil {
 		return nil
-	case u.sent.Load() != s.holdSent:
-		s.holdSent = u.sent.Load()
-		s.holdTimer.Reset(holdStall)
+	}
+	if sent := u.sent.Load(); sent != s.holdSent {
+		s.holdSent, s.holdMoved = sent, time.Now()
+	}
+	if idle := time.Since(s.holdMoved); idle < holdStall {
+		s.holdTimer.Reset(holdStall - idle) // (a firing queued before the upstream moved)
 		return nil
 	}
 	return s.failUpload(u, errUploadStalled)

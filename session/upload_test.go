@@ -3,6 +3,7 @@ package session_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -360,32 +361,151 @@ func TestPingBehindASlowUpload(t *testing.T) {
 // A hold the Space does not move (it stopped taking the file) ends the
 // upload after holdStall, not the session: the relay reads the socket
 // again, the page's frames already sent pass, and its ping is answered.
+// So it does while pings tick and while another job keeps Run busy, each
+// of which wakes Run during the hold.
 func TestStalledUploadEndsTheHold(t *testing.T) {
+	busy := func(ctx context.Context, _ upstream.Call, emit func(upstream.Event) error) error {
+		for {
+			time.Sleep(2 * time.Second)
+			if err := emit(progress(1)); err != nil {
+				return err
+			}
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		pings time.Duration
+		job   bool
+	}{{"pings off", -1, false}, {"pings on", 30 * time.Second, false}, {"a busy job", -1, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				up := &fakeUpstream{uploadGate: make(chan struct{}), script: busy} // takes nothing
+				cfg := uploadConfig()
+				cfg.PingInterval = tc.pings
+				// deafPings: a ping would otherwise wait on the page's blocked writer.
+				h := startWith(t, up, cfg, func(c session.Conn) session.Conn { return deafPings{c} })
+				h.readAhead()
+				h.expect("hello")
+				if tc.job {
+					h.send(`{"type":"submit","id":"j","data":["x"]}`)
+					h.expect("accepted")
+				}
+				start := time.Now()
+				go func() {
+					streamUpload(h, "u1", pattern(8*chunk))
+					h.browser.Write(context.Background(), websocket.MessageText, []byte(`{"type":"ping"}`))
+				}()
+				var end map[string]any
+				for end == nil {
+					if m := h.recv(); m["type"] == "error" {
+						end = m
+					}
+				}
+				if end["id"] != "u1" || end["code"] != "upstream_unavailable" {
+					t.Errorf("the stalled upload: %v, want upstream_unavailable for u1", end)
+				}
+				if d := time.Since(start); d < 10*time.Second || d > 11*time.Second {
+					t.Errorf("it ended after %v, want holdStall (10 s)", d)
+				}
+				for m := h.recv(); m["type"] != "pong"; m = h.recv() {
+					if m["type"] == "error" {
+						t.Errorf("after: %v", m)
+					}
+				}
+			})
+		})
+	}
+}
+
+// A browser that leaves while its frame is held, the Space taking
+// nothing, is seen leaving once the hold ends, within holdStall.
+func TestBrowserGoneWhileHeld(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		up := &fakeUpstream{uploadGate: make(chan struct{})} // takes nothing
+		up := &fakeUpstream{uploadGate: make(chan struct{})}
+		h := startWith(t, up, uploadConfig(), func(c session.Conn) session.Conn { return deafPings{c} })
+		h.readAhead()
+		h.expect("hello")
+		go streamUpload(h, "u1", pattern(8*chunk))
+		time.Sleep(time.Second)
+		start := time.Now()
+		h.browser.CloseNow()
+		err := <-h.ended
+		h.ended <- err
+		if d := time.Since(start); d > 10*time.Second || !errors.Is(err, session.ErrClientGone) {
+			t.Errorf("Run() = %v after %v, want ErrClientGone within holdStall", err, d)
+		}
+	})
+}
+
+// A held frame counts in the relay's budget, as the window's chunks do:
+// with no room for it, the upload ends with over_capacity at once.
+func TestHeldFrameCountsInTheBudget(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
 		cfg := uploadConfig()
-		cfg.PingInterval = -1 // (a ping would wait on the page's blocked writer)
-		h := start(t, up, cfg)
+		cfg.PingInterval = -1
+		cfg.Budget = session.NewBudget(4 * chunk) // the window, and no more
+		h := start(t, &fakeUpstream{uploadGate: make(chan struct{})}, cfg)
 		h.readAhead()
 		h.expect("hello")
 		start := time.Now()
-		go func() {
-			streamUpload(h, "u1", pattern(8*chunk))
-			h.browser.Write(context.Background(), websocket.MessageText, []byte(`{"type":"ping"}`))
-		}()
+		go streamUpload(h, "u1", pattern(8*chunk))
 		m := h.until("error")
-		if e := m[len(m)-1]; e["id"] != "u1" || e["code"] != "upstream_unavailable" {
-			t.Errorf("the stalled upload: %v, want upstream_unavailable for u1", e)
-		}
-		if d := time.Since(start); d < 10*time.Second || d > 11*time.Second {
-			t.Errorf("it ended after %v, want holdStall (10 s)", d)
-		}
-		for _, m := range h.until("pong") {
-			if m["type"] == "error" {
-				t.Errorf("after: %v", m)
-			}
+		if e := m[len(m)-1]; e["id"] != "u1" || e["code"] != "over_capacity" || time.Since(start) > 0 {
+			t.Errorf("the frame past the window: %v after %v, want over_capacity at once", e, time.Since(start))
 		}
 	})
+}
+
+// A stall check that fires while Run is busy, just after the Space took a
+// chunk, is stale: the upload goes on. (Run then has both the Space's
+// progress and the check to take; either may come first, so the test runs
+// the race several times.)
+func TestStaleStallCheck(t *testing.T) {
+	for i := range 8 {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				gate, began := make(chan struct{}), make(chan struct{})
+				var space sync.WaitGroup
+				defer space.Wait()
+				up := &fakeUpstream{uploadGate: gate, script: func(ctx context.Context, _ upstream.Call, emit func(upstream.Event) error) error {
+					<-began // the hold begins: its check fires holdStall later
+					time.Sleep(holdStall - 10*time.Millisecond)
+					space.Go(func() { // the Space moves during the write below, before the check fires
+						time.Sleep(5 * time.Millisecond)
+						gate <- struct{}{}
+						time.Sleep(time.Second)
+						close(gate)
+					})
+					return emit(&upstream.Completed{Data: []any{nil, "done"}}) // a write of 20 ms
+				}}
+				cfg := uploadConfig()
+				cfg.PingInterval = -1
+				h := startWith(t, up, cfg, func(c session.Conn) session.Conn { return slowWrites{c} })
+				h.readAhead()
+				h.expect("hello")
+				h.send(`{"type":"submit","id":"j","data":["x"]}`)
+				h.expect("accepted")
+				close(began)
+				go streamUpload(h, "u1", pattern(8*chunk))
+				for m := h.recv(); m["type"] != "uploaded"; m = h.recv() {
+					if m["type"] == "error" {
+						t.Fatalf("the upload failed though the Space moved before its stall check: %v", m)
+					}
+				}
+			})
+		})
+	}
+}
+
+// holdStall is the session package's: how long a hold the Space does not move lasts.
+const holdStall = 10 * time.Second
+
+// slowWrites takes 20 ms for each write to the browser.
+type slowWrites struct{ session.Conn }
+
+func (c slowWrites) Write(ctx context.Context, typ websocket.MessageType, p []byte) error {
+	time.Sleep(20 * time.Millisecond)
+	return c.Conn.Write(ctx, typ, p)
 }
 
 // streamUpload sends an upload and all its frames without waiting for
