@@ -548,3 +548,25 @@ export declare class Client extends EventTarget {
  * a relative url is resolved against the page, http(s) becomes ws(s).
  */
 export declare function connect(url?: string | URL, options?: ConnectOptions): Promise<Client>;
+
+/** What the relay's /readyz says of the Space (PROTOCOL.md section 8), with a title for people. */
+export interface SpaceStatus {
+  ready: boolean;
+  /** "ready", "starting", "unavailable" or "draining". */
+  state: string;
+  /** The Space's runtime stage as the Hub names it ("SLEEPING", "PAUSED", "BUILDING", …), or null. */
+  stage: string | null;
+  /** "The Space is asleep", "The Space is starting", …: for a page to show. */
+  title: string;
+  /** The relay's words, written for people; "" if it gave none. */
+  message: string;
+  /** Seconds, when not ready. */
+  retryAfter: number | null;
+}
+
+/**
+ * Asks the relay's /readyz what it knows of the Space: while a client
+ * waits out a 4503 (upstream_unavailable), a page can say why. Never
+ * rejects: a relay that does not answer is reported as unavailable.
+ */
+export declare function spaceStatus(url?: string | URL): Promise<SpaceStatus>;

@@ -116,6 +116,40 @@ export async function connect(url = "/v1/ws", options = {}) {
   return client;
 }
 
+/**
+ * Asks the relay's /readyz what it knows of the Space, with a title for
+ * people: while the client waits out a 4503 (upstream_unavailable), a page
+ * can say why ("The Space is asleep"). url is the relay's, as for
+ * connect(). It never rejects: a relay that does not answer is reported
+ * as unavailable.
+ */
+export async function spaceStatus(url = "/v1/ws") {
+  let r = {};
+  try {
+    const res = await fetch(new URL("/readyz", httpURL(wsURL(url))), { cache: "no-store" });
+    r = await res.json();
+  } catch {
+    // reported below as unavailable, with no message
+  }
+  const message = typeof r.message === "string" ? r.message : "";
+  // A relay before /readyz had stage says it only in its message.
+  const stage = String(r.stage || (/asleep|sleeping/i.test(message) ? "SLEEPING" : /paused/i.test(message) ? "PAUSED" : "")).toUpperCase();
+  const title = r.ready === true ? "The Space is ready"
+    : stage === "SLEEPING" ? "The Space is asleep"
+    : stage === "PAUSED" ? "The Space is paused"
+    : r.state === "starting" || /BUILD|START/.test(stage) ? "The Space is starting"
+    : r.state === "draining" ? "The relay is restarting"
+    : "The Space is unavailable";
+  return {
+    ready: r.ready === true,
+    state: typeof r.state === "string" ? r.state : "unavailable",
+    stage: stage || null,
+    title,
+    message,
+    retryAfter: typeof r.retry_after === "number" ? r.retry_after : null,
+  };
+}
+
 // Names of the Job methods the Client calls; not part of the API.
 const PUSH = Symbol("push");
 const END = Symbol("end");

@@ -9,7 +9,7 @@
 // To choose the endpoints yourself, set data-endpoint and
 // data-image-endpoint on <body>.
 
-import { Client } from "/spacerelay.js";
+import { Client, spaceStatus } from "/spacerelay.js";
 
 const $ = (id) => document.getElementById(id);
 const form = $("form");
@@ -77,7 +77,7 @@ function onState({ state, error, delay }) {
   tick();
   retrying.timer = setInterval(tick, 500);
   if (error?.code === "upstream_unavailable") {
-    spaceState().then(([t, message]) => {
+    spaceStatus().then(({ title: t, message }) => {
       if (n !== retrying.n) return;
       title = t;
       tick();
@@ -86,24 +86,6 @@ function onState({ state, error, delay }) {
   }
 }
 
-// spaceState asks the relay's /readyz what it knows of the Space while it
-// waits for it: asleep, paused, starting or unavailable, and the relay's
-// words for it.
-async function spaceState() {
-  try {
-    const r = await (await fetch("/readyz", { cache: "no-store" })).json();
-    const said = String(r.message || "");
-    const stage = String(r.stage || (/asleep|sleeping/i.test(said) ? "SLEEPING" : /paused/i.test(said) ? "PAUSED" : "")).toUpperCase();
-    const title = stage === "SLEEPING" ? "The Space is asleep"
-      : stage === "PAUSED" ? "The Space is paused"
-      : r.state === "starting" || /BUILD|START/.test(stage) ? "The Space is starting"
-      : r.state === "draining" ? "The relay is restarting"
-      : "The Space is unavailable";
-    return [title, said];
-  } catch {
-    return [REFUSED.upstream_unavailable, ""];
-  }
-}
 
 // setup builds the form from hello's endpoints.
 function setup() {

@@ -6,7 +6,7 @@ import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import WebSocket from "ws";
-import { connect, Client, SpaceRelayError } from "../spacerelay.js";
+import { connect, Client, SpaceRelayError, spaceStatus } from "../spacerelay.js";
 import { startRelay, stopAll, waitFor, withTimeout, sleep } from "../testing/relay.js";
 
 const T = { timeout: 30_000 };
@@ -379,6 +379,28 @@ describe("spacerelay.js when the relay goes away", () => {
       c.close();
       await relay.stop();
     }
+  });
+});
+
+describe("spaceStatus: what /readyz says of the Space, with a title for people", () => {
+  test("ready, waiting for an unreachable Space, and a relay that does not answer", T, async () => {
+    const ready = await startRelay();
+    const down = await startRelay({ args: ["--upstream", "http://127.0.0.1:9"], ready: false });
+    try {
+      const r = await spaceStatus(ready.url + "/v1/ws");
+      assert.deepEqual([r.ready, r.state, r.title, r.retryAfter], [true, "ready", "The Space is ready", null]);
+      let d;
+      await waitFor(async () => (d = await spaceStatus(down.wsURL)).state === "unavailable", 15000, "/readyz unavailable");
+      assert.equal(d.ready, false);
+      assert.equal(d.title, "The Space is unavailable");
+      assert.match(d.message, /Space/);
+      assert.equal(typeof d.retryAfter, "number");
+    } finally {
+      await ready.stop();
+      await down.stop();
+    }
+    const gone = await spaceStatus("ws://127.0.0.1:9/v1/ws"); // nothing listens
+    assert.deepEqual([gone.ready, gone.state, gone.title, gone.message], [false, "unavailable", "The Space is unavailable", ""]);
   });
 });
 

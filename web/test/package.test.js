@@ -38,7 +38,7 @@ test("npm pack, installed from the tarball into a scratch project, imported in N
   `;
   const { stdout } = await run(process.execPath, ["--input-type=module", "-e", script], { cwd: dir });
   const got = JSON.parse(stdout);
-  assert.deepEqual(got.exports, ["Client", "Job", "PROTOCOL", "SUBPROTOCOL", "SpaceRelayError", "Upload", "connect"]);
+  assert.deepEqual(got.exports, ["Client", "Job", "PROTOCOL", "SUBPROTOCOL", "SpaceRelayError", "Upload", "connect", "spaceStatus"]);
   assert.equal(got.version, pkg.version);
   assert.equal(got.protocol, 1);
   assert.match(got.url, /\/project\/node_modules\/spacerelay\/spacerelay\.js$/, "the installed copy, not the worktree's");

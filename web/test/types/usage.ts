@@ -2,12 +2,15 @@
 // uses spacerelay.js, against spacerelay.d.ts. A type error here fails the
 // test.
 
-import { connect, Client, SpaceRelayError, Upload, type JobEvent, type TokenEvent, type StateChange } from "spacerelay";
+import { connect, spaceStatus, Client, SpaceRelayError, Upload, type SpaceStatus, type JobEvent, type TokenEvent, type StateChange } from "spacerelay";
 
 async function page(file: File): Promise<void> {
   const relay = new Client("/v1/ws", { maxWaiting: 4, reconnect: { minDelay: 250 }, uploadBuffer: 1 << 20, refreshTimeout: 5000 });
   relay.on("statechange", (d: StateChange) => {
-    if (d.state === "reconnecting" && d.error?.code === "upstream_unavailable") console.log(`retrying in ${d.delay} ms`, d.error.retryAfter);
+    if (d.state === "reconnecting" && d.error?.code === "upstream_unavailable") {
+      console.log(`retrying in ${d.delay} ms`, d.error.retryAfter);
+      void spaceStatus().then((s: SpaceStatus) => console.log(s.title, s.message, s.stage ?? "", s.ready, s.retryAfter ?? 0));
+    }
   });
   relay.on("token", (t: TokenEvent) => { if (t.error) console.log(t.error.code, t.error.status, t.expiresIn); });
   await relay.ready;
