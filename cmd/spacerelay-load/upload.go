@@ -52,11 +52,8 @@ type rssReport struct {
 const uploadMethod = "an upload's time runs from the page's upload message to its uploaded message (relay), or from the start of the POST to its answer (direct); " +
 	"the two alternate, after one warm-up upload of each; MiB/s = file size / median time"
 
-// Bounds of the upload mode.
-const (
-	uploadWindow = 4 // chunks in flight past upload_progress (PROTOCOL.md 9)
-	sinkPath     = "/gradio_api/upload"
-)
+// sinkPath is the demo Space's upload route, for the direct uploads.
+const sinkPath = "/gradio_api/upload"
 
 // profileSeconds is how long the relay's CPU profile runs, after the
 // measured uploads (a variable for the tests).
@@ -394,8 +391,8 @@ func mibOf(n int64) float64 { return float64(n) / (1 << 20) }
 
 // pageUploader is a page that uploads files through the relay: one
 // session, one file at a time, frames of the hello's upload_chunk_bytes,
-// never more than uploadWindow chunks in flight past the last
-// upload_progress. One goroutine uses it.
+// never more than the hello's upload_window chunks in flight past the
+// last upload_progress. One goroutine uses it.
 type pageUploader struct {
 	conn     *wsConn
 	limits   uploadLimits
@@ -409,6 +406,7 @@ type uploadLimits struct {
 	Max     int64 `json:"max_upload_bytes"`
 	Session int64 `json:"max_session_upload_bytes"`
 	Chunk   int64 `json:"upload_chunk_bytes"`
+	Window  int64 `json:"upload_window"` // chunks in flight past upload_progress (PROTOCOL.md 9)
 }
 
 // relayMessage is what the uploader reads of a relay message.
@@ -448,7 +446,7 @@ func dialUploader(ctx context.Context, cfg config) (*pageUploader, error) {
 		err = fmt.Errorf("upload: hello: %w", err)
 	case m.Type != "hello":
 		err = fmt.Errorf("upload: the first message is %q, not hello", m.Type)
-	case !slices.Contains(m.Features, "upload") || m.Limits.Chunk <= 0:
+	case !slices.Contains(m.Features, "upload") || m.Limits.Chunk <= 0 || m.Limits.Window <= 0:
 		err = errors.New("upload: the relay's hello offers no uploads")
 	case m.Limits.Max < cfg.fileBytes:
 		err = fmt.Errorf("upload: the relay takes files of up to %d bytes, fewer than --file-bytes %d", m.Limits.Max, cfg.fileBytes)
@@ -498,7 +496,7 @@ func (p *pageUploader) upload(data []byte) (time.Duration, error) {
 	var sent, received int64
 	for {
 		next := min(chunk, size-sent)
-		if sent < size && sent+next-received <= uploadWindow*chunk {
+		if sent < size && sent+next-received <= p.limits.Window*chunk {
 			if err := p.conn.write(opBinary, data[sent:sent+next]); err != nil {
 				return 0, err
 			}

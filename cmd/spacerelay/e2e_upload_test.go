@@ -41,8 +41,8 @@ func testUpload(t *testing.T, e *upstreamEnv) {
 	// Noise does not compress: the file spans several chunks of the
 	// default 256 KiB, more than the window, so the flow control is used.
 	src, data := noisePNG(t, 640, 512, 12)
-	if int64(len(data)) <= uploadWindow*lim.Chunk {
-		t.Fatalf("the PNG is %d bytes: too small to use the window of %d chunks of %d", len(data), uploadWindow, lim.Chunk)
+	if int64(len(data)) <= lim.Window*lim.Chunk {
+		t.Fatalf("the PNG is %d bytes: too small to use the window of %d chunks of %d", len(data), lim.Window, lim.Chunk)
 	}
 
 	t.Run("restyle", func(t *testing.T) {
@@ -310,7 +310,7 @@ func testUploadLimits(t *testing.T, e *upstreamEnv) {
 		"--max-upload-bytes", "1MiB", "--max-session-upload-bytes", "1536KiB")
 	c := visit(t, ctx, r, newToken())
 	lim := mustUploadLimits(t, c)
-	if want := (uploadLimits{Max: 1 << 20, Session: 1536 << 10, Chunk: 64 << 10, Feature: true}); lim != want {
+	if want := (uploadLimits{Max: 1 << 20, Session: 1536 << 10, Chunk: 64 << 10, Window: 4, Feature: true}); lim != want {
 		t.Errorf("hello: limits and features %+v, want %+v (the flags, and the upload feature)", lim, want)
 	}
 	blob := func(n int) []byte { return bytes.Repeat([]byte{'x'}, n) }

@@ -27,10 +27,6 @@ import (
 	"github.com/spacerelay/spacerelay/upstream/demospace"
 )
 
-// uploadWindow is how many chunks a page may have in flight past the last
-// upload_progress (PROTOCOL.md section 9, flow control).
-const uploadWindow = 4
-
 func mib(n int64) float64 { return float64(n) / (1 << 20) }
 
 // mustProcStatus reads a field of /proc/PID/status in bytes (VmRSS, VmHWM).
@@ -79,7 +75,8 @@ func (e *upstreamEnv) spaceOutside(t *testing.T, maxUpload int64) string {
 // uploadLimits is what hello says about uploads.
 type uploadLimits struct {
 	Max, Session, Chunk int64
-	Feature             bool // "upload" is in features
+	Window              int64 // chunks a page may have in flight past upload_progress (PROTOCOL.md 9)
+	Feature             bool  // "upload" is in features
 }
 
 func mustUploadLimits(t *testing.T, c *wsClient) uploadLimits {
@@ -89,23 +86,25 @@ func mustUploadLimits(t *testing.T, c *wsClient) uploadLimits {
 			Max     int64 `json:"max_upload_bytes"`
 			Session int64 `json:"max_session_upload_bytes"`
 			Chunk   int64 `json:"upload_chunk_bytes"`
+			Window  int64 `json:"upload_window"`
 		}
 		Features []string
 	}
-	if err := json.Unmarshal(c.hello.raw, &h); err != nil || h.Limits.Chunk <= 0 {
+	if err := json.Unmarshal(c.hello.raw, &h); err != nil || h.Limits.Chunk <= 0 || h.Limits.Window <= 0 {
 		t.Fatalf("hello %s: no upload limits (%v)", c.hello.raw, err)
 	}
-	return uploadLimits{h.Limits.Max, h.Limits.Session, h.Limits.Chunk, slices.Contains(h.Features, "upload")}
+	return uploadLimits{h.Limits.Max, h.Limits.Session, h.Limits.Chunk, h.Limits.Window, slices.Contains(h.Features, "upload")}
 }
 
 // uploader is a page sending one file (PROTOCOL.md section 9): frames of
-// the hello's upload_chunk_bytes, never more than uploadWindow chunks in
-// flight past the last upload_progress.
+// the hello's upload_chunk_bytes, never more than its upload_window
+// chunks in flight past the last upload_progress.
 type uploader struct {
 	c          *wsClient
 	id         string
 	data       []byte
 	chunk      int64
+	window     int64 // chunks
 	sent       int64 // bytes sent
 	received   int64 // the last upload_progress's
 	frames     int
@@ -119,7 +118,8 @@ type uploader struct {
 
 func mustStartUpload(t *testing.T, c *wsClient, id, name, mime string, data []byte) *uploader {
 	t.Helper()
-	u := &uploader{c: c, id: id, data: data, chunk: mustUploadLimits(t, c).Chunk}
+	lim := mustUploadLimits(t, c)
+	u := &uploader{c: c, id: id, data: data, chunk: lim.Chunk, window: lim.Window}
 	err := c.send(map[string]any{"type": "upload", "id": id, "name": name, "mime": mime, "size": len(data)})
 	if err != nil {
 		t.Fatal(err)
@@ -133,7 +133,7 @@ func (u *uploader) mustSendUntil(t *testing.T, n int64) {
 	t.Helper()
 	for u.sent < min(n, int64(len(u.data))) && u.end == nil {
 		next := min(cmp.Or(u.frame, u.chunk), int64(len(u.data))-u.sent)
-		if u.sent+next-u.received > uploadWindow*u.chunk {
+		if u.sent+next-u.received > u.window*u.chunk {
 			if u.onFull != nil {
 				u.onFull()
 				u.onFull = nil
