@@ -117,8 +117,19 @@ func (s *Server) watch() {
 // jobs that could not reach it.
 const suspectGap = 5 * time.Second
 
+// suspectDown makes watch ask the upstream, at most once per suspectGap:
+// a job could not reach it, and /readyz is to say so now, not at the next
+// poll. However many jobs fail, a struggling Space gets no burst of
+// requests.
+func (s *Server) suspectDown() {
+	now := time.Now().UnixNano()
+	if last := s.askedAt.Load(); now-last >= int64(suspectGap) && s.askedAt.CompareAndSwap(last, now) {
+		s.suspectRedeploy()
+	}
+}
+
 // suspectRedeploy makes watch ask the upstream at once: a job found that
-// the upstream no longer knew its session, or could not reach it.
+// the upstream no longer knew its session.
 func (s *Server) suspectRedeploy() {
 	select {
 	case s.redeploy <- struct{}{}:

@@ -136,13 +136,7 @@ func (s *Server) jobEnded(next func(session.JobStats)) func(session.JobStats) {
 		case errors.Is(st.Err, upstream.ErrSessionLost): // a redeploy
 			s.suspectRedeploy()
 		case st.Code == string(upstream.CodeUnavailable):
-			// The Space cannot be reached: /readyz is to say so now, not
-			// at the next poll. Once per suspectGap, however many jobs
-			// fail: a struggling Space gets no burst of requests.
-			now := time.Now().UnixNano()
-			if last := s.askedAt.Load(); now-last >= int64(suspectGap) && s.askedAt.CompareAndSwap(last, now) {
-				s.suspectRedeploy()
-			}
+			s.suspectDown()
 		}
 		level := slog.LevelDebug
 		attrs := []slog.Attr{

@@ -497,8 +497,8 @@ func TestStaleStallCheck(t *testing.T) {
 	}
 }
 
-// holdStall is the session package's: how long a hold the Space does not move lasts.
-const holdStall = 10 * time.Second
+// holdStall is how long a hold the Space does not move lasts.
+const holdStall = session.HoldStall
 
 // slowWrites takes 20 ms for each write to the browser.
 type slowWrites struct{ session.Conn }
