@@ -624,20 +624,7 @@ func TestTeardownGivesTheUploadBudgetBack(t *testing.T) {
 		h.cancel()       // the relay shuts down
 		<-h.ended
 		h.ended <- nil
-		gate2 := make(chan struct{}) // this upstream, too, takes nothing for now
-		next := start(t, &fakeUpstream{uploadGate: gate2}, cfg)
-		next.readAhead()
-		next.expect("hello")
-		next.send(fmt.Sprintf(`{"type":"upload","id":"u1","name":"a","size":%d}`, 4*chunk))
-		for range 4 { // all four chunks held at once: the whole budget
-			next.sendBinary(make([]byte, chunk))
-		}
-		next.send(`{"type":"ping"}`)
-		if m := next.recv(); m["type"] != "pong" {
-			t.Fatalf("the next visitor's upload of the whole budget: %v", m)
-		}
-		close(gate2)
-		next.until("uploaded")
+		wantWholeBudget(t, cfg)
 	})
 }
 
@@ -705,20 +692,7 @@ func TestUploadAnsweredEarly(t *testing.T) {
 			t.Errorf("u1: %v, want the Space's refusal", m[len(m)-1])
 		}
 		synctest.Wait()
-		gate := make(chan struct{})
-		next := start(t, &fakeUpstream{uploadGate: gate}, cfg)
-		next.readAhead()
-		next.expect("hello")
-		next.send(fmt.Sprintf(`{"type":"upload","id":"u1","name":"a","size":%d}`, 4*chunk))
-		for range 4 {
-			next.sendBinary(make([]byte, chunk))
-		}
-		next.send(`{"type":"ping"}`)
-		if m := next.recv(); m["type"] != "pong" {
-			t.Fatalf("an upload of the whole budget after: %v", m)
-		}
-		close(gate)
-		next.until("uploaded")
+		wantWholeBudget(t, cfg)
 	})
 }
 
@@ -773,4 +747,25 @@ func TestSpacesOwnUploadLimit(t *testing.T) {
 			t.Errorf("%d uploads reached the upstream", len(got))
 		}
 	})
+}
+
+// wantWholeBudget checks that cfg.Budget (of 4 chunks) is whole again: a
+// new session's upload holds all of it at once, an upstream taking nothing
+// meanwhile, with no over_capacity.
+func wantWholeBudget(t *testing.T, cfg session.Config) {
+	t.Helper()
+	gate := make(chan struct{})
+	next := start(t, &fakeUpstream{uploadGate: gate}, cfg)
+	next.readAhead()
+	next.expect("hello")
+	next.send(fmt.Sprintf(`{"type":"upload","id":"u1","name":"a","size":%d}`, 4*chunk))
+	for range 4 {
+		next.sendBinary(make([]byte, chunk))
+	}
+	next.send(`{"type":"ping"}`)
+	if m := next.recv(); m["type"] != "pong" {
+		t.Fatalf("an upload of the whole budget after: %v", m)
+	}
+	close(gate)
+	next.until("uploaded")
 }
